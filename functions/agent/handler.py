@@ -1,0 +1,276 @@
+"""The API Lambda: routing, validation and identity only; the turn itself lives in agent.turn."""
+
+import base64
+import binascii
+import functools
+import json
+import time
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from agent.api import FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, FactRequest, TurnRequest
+from agent.config import Settings
+from agent.observability import logger, metrics, tracer
+from agent.providers import AnthropicModel, BedrockModel, Model, ModelError, OfflineModel
+from agent.turn import run_turn
+from memory.client import dynamodb_client
+from memory.conversation import ConversationStore
+from memory.errors import MemoryUnavailable, SessionNotFound
+from memory.long_term import FactStore
+from memory.resilient import ResilientMemory
+
+SECRET_CACHE_SECONDS = 300
+
+settings = Settings.from_env()
+_dynamodb = dynamodb_client()
+memory = ResilientMemory(
+    conversations=ConversationStore(
+        client=_dynamodb, table_name=settings.sessions_table, ttl_days=settings.session_ttl_days
+    ),
+    facts=FactStore(client=_dynamodb, table_name=settings.long_term_table),
+    logger=logger,
+    max_turns=settings.max_turns,
+    write_drill_until=settings.write_drill_until,
+)
+app = APIGatewayHttpResolver(enable_validation=True)
+
+SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
+FactKey = Annotated[str, Path(pattern=FACT_KEY)]
+
+
+class ApiError(Exception):
+    def __init__(self, status: HTTPStatus, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.headers = status, code, headers or {}
+
+
+def model() -> Model:
+    """Built on first use, so routes without a turn never import a model SDK."""
+    if settings.provider == "offline":
+        return OfflineModel()
+    if settings.provider == "bedrock":
+        return _bedrock_model()
+    return _anthropic_model(settings.anthropic_api_key or _anthropic_key_from_secret())
+
+
+@functools.cache
+def _bedrock_model() -> Model:
+    return BedrockModel(model_id=settings.model_id)
+
+
+@functools.lru_cache(maxsize=1)
+def _anthropic_model(api_key: str) -> Model:
+    return AnthropicModel(api_key=api_key, model_id=settings.model_id)
+
+
+def _anthropic_key_from_secret() -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        return parameters.get_secret(settings.anthropic_secret_arn, max_age=SECRET_CACHE_SECONDS)
+    except parameters.exceptions.GetParameterError as error:
+        raise ModelError("the model's API key could not be read", transient=True) from error
+
+
+def caller() -> str:
+    """The authorizer's JWT claim `sub`: identity never comes from the body."""
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    if not claims.get("sub"):
+        raise ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", "no identity on the request")
+    return claims["sub"]
+
+
+@app.get("/health")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi():
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=app.get_openapi_json_schema(title="Agent with durable memory", version="1.0.0"),
+    )
+
+
+@app.post("/sessions/<session_id>/messages")
+@tracer.capture_method
+def post_message(session_id: SessionId, request: TurnRequest) -> dict:
+    user_id = caller()
+    started = time.perf_counter()
+    result = run_turn(memory=memory, model=model(), user_id=user_id, session_id=session_id, message=request.message)
+    latency_ms = (time.perf_counter() - started) * 1000
+    metrics.add_metric(name="TurnLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=result.turn.usage.input_tokens)
+    metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=result.turn.usage.output_tokens)
+    return {
+        "session_id": session_id,
+        "reply": result.reply,
+        "turn_id": result.turn.turn_id,
+        "context": {"turns": result.context_turns, "summary": False, "facts": result.context_facts},
+        "memory": {"write": result.write},
+    }
+
+
+@app.get("/sessions/<session_id>/messages")
+def get_messages(
+    session_id: SessionId,
+    limit: Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX)] = HISTORY_PAGE_MAX,
+    next_token: Annotated[str | None, Query(max_length=1024)] = None,
+) -> dict:
+    turns, token = memory.conversations.history(caller(), session_id, limit=limit, next_token=next_token)
+    return {
+        "session_id": session_id,
+        "messages": [
+            {"role": m["role"], "content": m["content"], "created_at": turn.created_at}
+            for turn in turns
+            for m in turn.messages
+        ],
+        "next_token": token,
+    }
+
+
+@app.delete("/sessions/<session_id>")
+def delete_session(session_id: SessionId):
+    memory.conversations.delete(caller(), session_id)
+    return _no_content()
+
+
+@app.get("/sessions")
+def list_sessions() -> dict:
+    return {"sessions": [vars(s) for s in memory.conversations.sessions(caller())]}
+
+
+@app.get("/memory")
+def get_facts() -> dict:
+    return {"facts": memory.facts.all(caller())}
+
+
+@app.put("/memory/<key>")
+def put_fact(key: FactKey, request: FactRequest) -> dict:
+    user_id = caller()
+    memory.facts.put(user_id, key, request.value)
+    return {"facts": {key: request.value}}
+
+
+@app.delete("/memory/<key>")
+def delete_fact(key: FactKey):
+    if not memory.facts.delete(caller(), key):
+        raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such fact")
+    return _no_content()
+
+
+@app.delete("/me")
+def erase_me():
+    user_id = caller()
+    memory.conversations.delete_user(user_id)
+    memory.facts.delete_user(user_id)
+    return _no_content()
+
+
+# Domain errors become HTTP errors here and nowhere else.
+@app.exception_handler(ApiError)
+def api_error(error: ApiError) -> Response:
+    return _error(error.status, error.code, str(error), error.headers)
+
+
+@app.exception_handler(SessionNotFound)
+def session_not_found(_: SessionNotFound) -> Response:
+    return _error(HTTPStatus.NOT_FOUND, "not_found", "no such session")
+
+
+@app.exception_handler(MemoryUnavailable)
+def memory_unavailable(error: MemoryUnavailable) -> Response:
+    logger.error("memory_unavailable", extra={"error": str(error)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "memory_unavailable", "memory could not be read; retry later")
+
+
+@app.exception_handler(ModelError)
+def model_error(error: ModelError) -> Response:
+    logger.error("model_failed", extra={"error": str(error), "transient": error.transient})
+    if not error.transient:
+        return _error(HTTPStatus.BAD_GATEWAY, "model_error", "the model rejected the request")
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "model_unavailable", "the model is unavailable; retry later", headers)
+
+
+@app.exception_handler(ValueError)
+def bad_request(error: ValueError) -> Response:
+    return _error(HTTPStatus.BAD_REQUEST, "bad_request", str(error))
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response:
+    problems = error.errors()
+    if any(p["type"] == "json_invalid" for p in problems):
+        return _error(HTTPStatus.BAD_REQUEST, "malformed_json", "the body is not valid JSON")
+    if any(p["type"] == "string_too_long" and p["loc"][-1] == "message" for p in problems):
+        return _error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", "the message is too long")
+    # Field names only, cut short: an error message never echoes what the user sent.
+    detail = "; ".join(f"{'.'.join(str(part)[:40] for part in p['loc'])}: {p['msg']}" for p in problems)
+    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", detail)
+
+
+@app.not_found
+def not_found(_) -> Response:
+    return _error(HTTPStatus.NOT_FOUND, "not_found", "no such route")
+
+
+@app.exception_handler(Exception)
+def unexpected(_: Exception) -> Response:
+    logger.exception("unhandled_error")
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    if rejection := _reject_body(event):
+        return rejection
+    # The API speaks JSON only: a body sent as a form (curl -d) is still read as JSON.
+    event["headers"] = {**(event.get("headers") or {}), "content-type": content_types.APPLICATION_JSON}
+    return app.resolve(event, context)
+
+
+def _reject_body(event: dict) -> dict | None:
+    """Refuse oversized or undecodable bodies before anything parses them."""
+    body = event.get("body") or ""
+    if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if event.get("isBase64Encoded") else MAX_BODY_BYTES):
+        return _raw_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", "the body is too large")
+    try:
+        raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
+        raw.decode("utf-8")
+    except (binascii.Error, UnicodeError):
+        return _raw_error(HTTPStatus.BAD_REQUEST, "malformed_body", "the body is not UTF-8 text")
+    if len(raw) > MAX_BODY_BYTES:
+        return _raw_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", "the body is too large")
+    return None
+
+
+def _no_content() -> Response:
+    return Response(status_code=HTTPStatus.NO_CONTENT, content_type=None, body="")
+
+
+def _error(status: HTTPStatus, code: str, message: str, headers: dict | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": code, "message": message},
+        headers=headers,
+    )
+
+
+def _raw_error(status: HTTPStatus, code: str, message: str) -> dict:
+    return {
+        "statusCode": int(status),
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps({"error": code, "message": message}),
+    }

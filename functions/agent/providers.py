@@ -1,0 +1,185 @@
+"""Model providers behind one interface: complete(system, messages, tools) -> ModelResponse.
+
+The SDKs are imported inside the provider that needs them: a cold start pays only for its own."""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from memory.turns import Usage
+
+MAX_OUTPUT_TOKENS = 1024
+# One model call, retries included, must leave room in the turn's budget (see TURN_BUDGET_SECONDS).
+MODEL_TIMEOUT_SECONDS = 10.0
+MODEL_MAX_RETRIES = 1
+BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    content: list[dict]
+    stop_reason: str
+    usage: Usage
+
+
+class ModelError(Exception):
+    """The model failed after its retries. `transient` failures are worth a retry by the client."""
+
+    def __init__(self, message: str, *, transient: bool, retry_after: int | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class Model(Protocol):
+    def complete(
+        self, *, system: str, messages: list[dict], tools: list[dict], allow_tools: bool = True
+    ) -> ModelResponse: ...
+
+
+class AnthropicModel:
+    """Claude through the Messages API of the anthropic SDK."""
+
+    def __init__(self, *, api_key: str, model_id: str):
+        import anthropic
+
+        self._anthropic = anthropic
+        self._client = anthropic.Anthropic(
+            api_key=api_key, timeout=MODEL_TIMEOUT_SECONDS, max_retries=MODEL_MAX_RETRIES
+        )
+        self._model_id = model_id
+
+    def complete(self, *, system, messages, tools, allow_tools=True) -> ModelResponse:
+        errors = self._anthropic
+        try:
+            response = self._client.messages.create(
+                model=self._model_id,
+                max_tokens=MAX_OUTPUT_TOKENS,
+                system=system,
+                messages=messages,
+                tools=tools,
+                tool_choice={"type": "auto" if allow_tools else "none"},
+            )
+        except errors.APIStatusError as error:
+            raise ModelError(
+                f"anthropic returned {error.status_code}",
+                transient=error.status_code in (408, 429, 500, 502, 503, 504, 529),
+                retry_after=_retry_after(error.response.headers),
+            ) from error
+        except (errors.APIConnectionError, errors.APITimeoutError) as error:
+            raise ModelError(type(error).__name__, transient=True) from error
+        return ModelResponse(
+            content=[block.model_dump(exclude_none=True) for block in response.content],
+            stop_reason=response.stop_reason,
+            usage=Usage(response.usage.input_tokens, response.usage.output_tokens),
+        )
+
+
+class BedrockModel:
+    """Claude on Amazon Bedrock: the same Messages body, through bedrock-runtime InvokeModel."""
+
+    def __init__(self, *, model_id: str):
+        import boto3
+        from botocore.config import Config
+
+        self._client = boto3.client(
+            "bedrock-runtime",
+            config=Config(
+                read_timeout=MODEL_TIMEOUT_SECONDS,
+                connect_timeout=2,
+                retries={"mode": "standard", "total_max_attempts": MODEL_MAX_RETRIES + 1},
+            ),
+        )
+        self._model_id = model_id
+
+    def complete(self, *, system, messages, tools, allow_tools=True) -> ModelResponse:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        body = {
+            "anthropic_version": BEDROCK_ANTHROPIC_VERSION,
+            "max_tokens": MAX_OUTPUT_TOKENS,
+            "system": system,
+            "messages": messages,
+            "tools": tools,
+            "tool_choice": {"type": "auto" if allow_tools else "none"},
+        }
+        try:
+            raw = self._client.invoke_model(modelId=self._model_id, body=json.dumps(body))
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            raise ModelError(
+                f"bedrock returned {code}",
+                transient=code in ("ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException", "InternalServerException"),
+            ) from error
+        except BotoCoreError as error:
+            raise ModelError(type(error).__name__, transient=True) from error
+        response = json.loads(raw["body"].read())
+        return ModelResponse(
+            content=response["content"],
+            stop_reason=response["stop_reason"],
+            usage=Usage(response["usage"]["input_tokens"], response["usage"]["output_tokens"]),
+        )
+
+
+REMEMBER = re.compile(r"remember that my (?P<key>[\w ]+?) is (?P<value>.+?)[.!]?$", re.IGNORECASE)
+FORGET = re.compile(r"forget my (?P<key>[\w ]+?)[.!]?$", re.IGNORECASE)
+RECALL = re.compile(r"what(?:'s| is) my (?P<key>[\w ]+?)\??$", re.IGNORECASE)
+FACT_LINE = re.compile(r"^- (?P<key>[^:]+): (?P<value>.*)$", re.MULTILINE)
+CHARS_PER_TOKEN = 4
+
+
+def fact_key(phrase: str) -> str:
+    return re.sub(r"\W+", "_", phrase.strip().lower())
+
+
+class OfflineModel:
+    """Deterministic and network-free, for running the whole memory path without an API key.
+
+    It reads what memory gave it (earlier turns in the messages, facts in the system prompt) and
+    turns "remember that my X is Y" / "forget my X" into real tool calls."""
+
+    def complete(self, *, system, messages, tools, allow_tools=True) -> ModelResponse:
+        last = messages[-1]["content"]
+        usage = Usage(
+            input_tokens=(len(system) + len(json.dumps(messages))) // CHARS_PER_TOKEN,
+            output_tokens=0,
+        )
+        if isinstance(last, list) and last[0].get("type") == "tool_result":
+            return _offline_text("done: " + "; ".join(block["content"] for block in last), usage)
+        facts = dict(FACT_LINE.findall(system))
+        call = _offline_tool_call(last.strip(), len(messages)) if allow_tools else None
+        if call:
+            return ModelResponse(content=[call], stop_reason="tool_use", usage=usage)
+        earlier = sum(1 for m in messages[:-1] if m["role"] == "user" and isinstance(m["content"], str))
+        recall = RECALL.match(last.strip())
+        answer = (
+            f"your {recall['key']} is {facts.get(fact_key(recall['key']), 'something I do not know yet')}."
+            if recall
+            else f"you said: {last[:200]}"
+        )
+        return _offline_text(f"I see {earlier} earlier turns and {len(facts)} facts; {answer}", usage)
+
+
+def _offline_tool_call(text: str, position: int) -> dict | None:
+    if match := REMEMBER.match(text):
+        name, tool_input = "remember", {"key": fact_key(match["key"]), "value": match["value"]}
+    elif match := FORGET.match(text):
+        name, tool_input = "forget", {"key": fact_key(match["key"])}
+    else:
+        return None
+    return {"type": "tool_use", "id": f"toolu_offline_{position}", "name": name, "input": tool_input}
+
+
+def _offline_text(text: str, usage: Usage) -> ModelResponse:
+    text = f"[offline model] {text}"
+    return ModelResponse(
+        content=[{"type": "text", "text": text}],
+        stop_reason="end_turn",
+        usage=Usage(usage.input_tokens, len(text) // CHARS_PER_TOKEN),
+    )
+
+
+def _retry_after(headers) -> int | None:
+    value = headers.get("retry-after")
+    return int(float(value)) if value and value.replace(".", "", 1).isdigit() else None

@@ -1,0 +1,132 @@
+"""One agent turn: plain Python, given its memory and its model."""
+
+import re
+import time
+from dataclasses import dataclass
+
+from agent.providers import Model
+from memory.resilient import ResilientMemory
+from memory.turns import Turn, Usage, iso, new_turn_id
+
+# Each round is one model call; the last one is made with tools off, so the turn always ends in text.
+MAX_TOOL_ROUNDS = 4
+FACT_KEY_PATTERN = re.compile(r"^[a-z0-9_.-]{1,64}$")
+MAX_FACT_VALUE_CHARS = 500
+
+SYSTEM_PROMPT = (
+    "You are a helpful assistant with durable memory. Earlier turns of this conversation are "
+    "included above the new message. When the user tells you a lasting fact about themselves, "
+    "store it with the `remember` tool; remove it with `forget` when they ask."
+)
+
+TOOLS = [
+    {
+        "name": "remember",
+        "description": "Store a lasting fact about the user, kept across all their conversations.",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "key": {"type": "string", "description": "short snake_case name, e.g. favourite_colour"},
+                "value": {"type": "string"},
+            },
+            "required": ["key", "value"],
+        },
+    },
+    {
+        "name": "forget",
+        "description": "Remove a stored fact about the user.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"key": {"type": "string"}},
+            "required": ["key"],
+        },
+    },
+]
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    turn: Turn
+    reply: str
+    context_turns: int
+    context_facts: int
+    write: str
+
+
+def system_prompt(facts: dict[str, str]) -> str:
+    if not facts:
+        return SYSTEM_PROMPT
+    lines = "\n".join(f"- {key}: {value}" for key, value in sorted(facts.items()))
+    return f"{SYSTEM_PROMPT}\n\nKnown facts about the user (long-term memory):\n{lines}"
+
+
+def run_turn(
+    *, memory: ResilientMemory, model: Model, user_id: str, session_id: str, message: str, clock=time.time
+) -> TurnResult:
+    """Load memory (fails fast), run the tool loop, store the turn (best effort).
+
+    A ModelError propagates before anything of the turn is stored."""
+    started = clock()
+    context = memory.load(user_id, session_id)
+    history = [m for turn in context.turns for m in turn.messages]
+    new_messages: list[dict] = [{"role": "user", "content": message}]
+    usage = Usage()
+    for round_number in range(1, MAX_TOOL_ROUNDS + 1):
+        response = model.complete(
+            system=system_prompt(context.facts),
+            messages=history + new_messages,
+            tools=TOOLS,
+            allow_tools=round_number < MAX_TOOL_ROUNDS,
+        )
+        usage += response.usage
+        new_messages.append({"role": "assistant", "content": response.content})
+        tool_calls = [block for block in response.content if block["type"] == "tool_use"]
+        if response.stop_reason != "tool_use" or not tool_calls:
+            break
+        new_messages.append(
+            {"role": "user", "content": [_run_tool(memory, user_id, session_id, call) for call in tool_calls]}
+        )
+    turn = Turn(
+        user_id=user_id,
+        session_id=session_id,
+        turn_id=new_turn_id(started),
+        created_at=iso(started),
+        messages=new_messages,
+        usage=usage,
+    )
+    return TurnResult(
+        turn=turn,
+        reply=reply_text(new_messages[-1]),
+        context_turns=len(context.turns),
+        context_facts=len(context.facts),
+        write=memory.append(turn),
+    )
+
+
+def reply_text(message: dict) -> str:
+    return "".join(block.get("text", "") for block in message["content"] if block["type"] == "text")
+
+
+def _run_tool(memory: ResilientMemory, user_id: str, session_id: str, call: dict) -> dict:
+    """The tools act for the caller only: user_id comes from the identity, never from the model."""
+    tool_input = call.get("input") or {}
+    key, value = tool_input.get("key"), tool_input.get("value")
+    if not isinstance(key, str) or not FACT_KEY_PATTERN.match(key):
+        return _tool_result(call, f"error: key must match {FACT_KEY_PATTERN.pattern}", error=True)
+    if call["name"] == "remember":
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_FACT_VALUE_CHARS:
+            return _tool_result(call, f"error: value must be 1 to {MAX_FACT_VALUE_CHARS} characters", error=True)
+        outcome = memory.remember(user_id, session_id, key, value)
+        text = f"remembered {key}"
+    elif call["name"] == "forget":
+        outcome = memory.forget(user_id, session_id, key)
+        text = f"forgot {key}"
+    else:
+        return _tool_result(call, f"error: unknown tool {call['name']}", error=True)
+    if outcome != "ok":
+        return _tool_result(call, "error: memory is unavailable, nothing was changed", error=True)
+    return _tool_result(call, text)
+
+
+def _tool_result(call: dict, text: str, *, error: bool = False) -> dict:
+    return {"type": "tool_result", "tool_use_id": call["id"], "content": text, "is_error": error}

@@ -1,0 +1,260 @@
+"""Conversation memory: one item per turn, per session, expiring SESSION_TTL_DAYS after its write."""
+
+import base64
+import binascii
+import json
+import time
+from dataclasses import dataclass
+from functools import wraps
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memory.errors import MemoryUnavailable, SessionNotFound
+from memory.schema import SESSIONS
+from memory.turns import Turn, Usage, iso
+
+SECONDS_PER_DAY = 86_400
+TURN_PREFIX = "TURN#"
+META_SK = "META"
+BATCH_WRITE_MAX_ITEMS = 25
+BATCH_WRITE_MAX_ROUNDS = 5
+UNPROCESSED_BACKOFF_SECONDS = 0.05
+
+
+def translate_errors(method):
+    """Any DynamoDB failure leaves the store as MemoryUnavailable, the cause kept for the logs."""
+
+    @wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except (BotoCoreError, ClientError) as error:
+            raise MemoryUnavailable(type(error).__name__) from error
+
+    return wrapper
+
+
+def session_key(user_id: str, session_id: str) -> str:
+    # Session ids cannot contain '#', so no two (user, session) pairs share a key, and a caller can
+    # only ever address keys that start with their own id.
+    return f"USER#{user_id}#SESSION#{session_id}"
+
+
+def encode_token(sort_key: str) -> str:
+    return base64.urlsafe_b64encode(sort_key.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    """Only the sort key travels in the token: the partition is always rebuilt from the caller."""
+    try:
+        sort_key = base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        raise ValueError("next_token is not a token this API issued") from None
+    if not sort_key.startswith(TURN_PREFIX):
+        raise ValueError("next_token is not a token this API issued")
+    return sort_key
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    created_at: str
+    updated_at: str
+    turns: int
+
+
+class ConversationStore:
+    def __init__(self, *, client, table_name: str, ttl_days: int, clock=time.time):
+        self._client = client
+        self._table = table_name
+        self._ttl_seconds = ttl_days * SECONDS_PER_DAY
+        self._clock = clock
+
+    @translate_errors
+    def load(self, user_id: str, session_id: str, *, limit: int) -> list[Turn]:
+        """The last `limit` turns, oldest first, in one Query whatever the history's length.
+
+        Expiry grows with the sort key, so filtering after the limit only ever drops the oldest."""
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :turn)",
+            FilterExpression="expires_at > :now",
+            ExpressionAttributeValues={
+                ":pk": {"S": session_key(user_id, session_id)},
+                ":turn": {"S": TURN_PREFIX},
+                ":now": {"N": str(int(self._clock()))},
+            },
+            ScanIndexForward=False,
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [_turn_from_item(item) for item in reversed(response["Items"])]
+
+    @translate_errors
+    def history(
+        self, user_id: str, session_id: str, *, limit: int, next_token: str | None = None
+    ) -> tuple[list[Turn], str | None]:
+        """Every stored turn, oldest first, a page at a time. Raises SessionNotFound."""
+        pk = session_key(user_id, session_id)
+        query = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :turn)",
+            "FilterExpression": "expires_at > :now",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": pk},
+                ":turn": {"S": TURN_PREFIX},
+                ":now": {"N": str(int(self._clock()))},
+            },
+            "Limit": limit,
+        }
+        if next_token:
+            query["ExclusiveStartKey"] = {"pk": {"S": pk}, "sk": {"S": decode_token(next_token)}}
+        response = self._client.query(**query)
+        if not response["Items"] and not next_token:
+            raise SessionNotFound(session_id)
+        last = response.get("LastEvaluatedKey")
+        return [_turn_from_item(item) for item in response["Items"]], (
+            encode_token(last["sk"]["S"]) if last else None
+        )
+
+    @translate_errors
+    def append(self, turn: Turn) -> None:
+        """One round trip: the turn (never overwriting one) and the session's META for listing."""
+        now = self._clock()
+        pk = {"S": session_key(turn.user_id, turn.session_id)}
+        expires_at = {"N": str(int(now) + self._ttl_seconds)}
+        self._client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            "pk": pk,
+                            "sk": {"S": TURN_PREFIX + turn.turn_id},
+                            "created_at": {"S": turn.created_at},
+                            "expires_at": expires_at,
+                            "messages": {"S": json.dumps(turn.messages, ensure_ascii=False)},
+                            "input_tokens": {"N": str(turn.usage.input_tokens)},
+                            "output_tokens": {"N": str(turn.usage.output_tokens)},
+                        },
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": pk, "sk": {"S": META_SK}},
+                        "UpdateExpression": (
+                            "SET #owner = :owner, session_id = :sid, updated_at = :now, "
+                            "expires_at = :exp, created_at = if_not_exists(created_at, :now) "
+                            "ADD turn_count :one"
+                        ),
+                        "ExpressionAttributeNames": {"#owner": SESSIONS.indexes[0].partition_key},
+                        "ExpressionAttributeValues": {
+                            ":owner": {"S": turn.user_id},
+                            ":sid": {"S": turn.session_id},
+                            ":now": {"S": iso(now)},
+                            ":exp": expires_at,
+                            ":one": {"N": "1"},
+                        },
+                    }
+                },
+            ]
+        )
+
+    @translate_errors
+    def sessions(self, user_id: str) -> list[SessionInfo]:
+        """The caller's live sessions, most recently used first."""
+        index = SESSIONS.indexes[0]
+        items = self._query_all(
+            IndexName=index.name,
+            KeyConditionExpression="#owner = :owner",
+            FilterExpression="expires_at > :now",
+            ExpressionAttributeNames={"#owner": index.partition_key},
+            ExpressionAttributeValues={
+                ":owner": {"S": user_id},
+                ":now": {"N": str(int(self._clock()))},
+            },
+            ScanIndexForward=False,
+        )
+        return [
+            SessionInfo(
+                session_id=item["session_id"]["S"],
+                created_at=item["created_at"]["S"],
+                updated_at=item["updated_at"]["S"],
+                turns=int(item["turn_count"]["N"]),
+            )
+            for item in items
+        ]
+
+    @translate_errors
+    def delete(self, user_id: str, session_id: str) -> None:
+        """Every item of the session: turns, summaries and META. Raises SessionNotFound."""
+        keys = self._query_all(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": session_key(user_id, session_id)}},
+            ProjectionExpression="pk, sk",
+        )
+        if not keys:
+            raise SessionNotFound(session_id)
+        self._delete_keys(keys)
+
+    @translate_errors
+    def delete_user(self, user_id: str) -> int:
+        """Every session of the user, expired ones included; returns how many."""
+        index = SESSIONS.indexes[0]
+        metas = self._query_all(
+            IndexName=index.name,
+            KeyConditionExpression="#owner = :owner",
+            ExpressionAttributeNames={"#owner": index.partition_key},
+            ExpressionAttributeValues={":owner": {"S": user_id}},
+        )
+        for meta in metas:
+            keys = self._query_all(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": meta["pk"]},
+                ProjectionExpression="pk, sk",
+            )
+            self._delete_keys(keys)
+        return len(metas)
+
+    def _query_all(self, **query) -> list[dict]:
+        items, start = [], None
+        while True:
+            page = self._client.query(
+                TableName=self._table, **query, **({"ExclusiveStartKey": start} if start else {})
+            )
+            items += page["Items"]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    def _delete_keys(self, keys: list[dict]) -> None:
+        requests = [{"DeleteRequest": {"Key": {"pk": key["pk"], "sk": key["sk"]}}} for key in keys]
+        batch_write_all(self._client, self._table, requests)
+
+
+def batch_write_all(client, table: str, requests: list[dict]) -> None:
+    """BatchWriteItem in chunks, retrying what comes back unprocessed, a bounded number of rounds."""
+    for first in range(0, len(requests), BATCH_WRITE_MAX_ITEMS):
+        pending = requests[first : first + BATCH_WRITE_MAX_ITEMS]
+        for attempt in range(BATCH_WRITE_MAX_ROUNDS):
+            response = client.batch_write_item(RequestItems={table: pending})
+            pending = response.get("UnprocessedItems", {}).get(table, [])
+            if not pending:
+                break
+            time.sleep(UNPROCESSED_BACKOFF_SECONDS * 2**attempt)
+        if pending:
+            raise MemoryUnavailable(f"{len(pending)} writes left unprocessed")
+
+
+def _turn_from_item(item: dict) -> Turn:
+    user_id, session_id = item["pk"]["S"].removeprefix("USER#").rsplit("#SESSION#", 1)
+    return Turn(
+        user_id=user_id,
+        session_id=session_id,
+        turn_id=item["sk"]["S"].removeprefix(TURN_PREFIX),
+        created_at=item["created_at"]["S"],
+        messages=json.loads(item["messages"]["S"]),
+        usage=Usage(int(item["input_tokens"]["N"]), int(item["output_tokens"]["N"])),
+    )
