@@ -28,12 +28,12 @@ from memory.resilient import ResilientMemory
 SECRET_CACHE_SECONDS = 300
 
 settings = Settings.from_env()
-_dynamodb = dynamodb_client()
+dynamodb = dynamodb_client()
 memory = ResilientMemory(
     conversations=ConversationStore(
-        client=_dynamodb, table_name=settings.sessions_table, ttl_days=settings.session_ttl_days
+        client=dynamodb, table_name=settings.sessions_table, ttl_days=settings.session_ttl_days
     ),
-    facts=FactStore(client=_dynamodb, table_name=settings.long_term_table),
+    facts=FactStore(client=dynamodb, table_name=settings.long_term_table),
     logger=logger,
     max_turns=settings.max_turns,
     write_drill_until=settings.write_drill_until,

@@ -1,0 +1,1 @@
+"""CDK infrastructure of the agent: one construct per concern, composed by `infra.stack`."""

@@ -1,0 +1,61 @@
+"""Deploy-time settings, read once from CDK context (`cdk deploy -c key=value`).
+
+Defaults live here, not in cdk.json, so a test's `App(context=...)` and the CLI agree.
+"""
+
+import time
+from dataclasses import dataclass
+
+from constructs import Node
+
+PROVIDERS = ("anthropic", "bedrock", "offline")
+
+# The global cross-region inference profile works from any commercial region; Bedrock serves
+# current Claude models only through inference profiles.
+DEFAULT_MODEL_IDS = {
+    "anthropic": "claude-sonnet-4-5",
+    "bedrock": "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "offline": "offline",
+}
+
+SECONDS_PER_MINUTE = 60
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    model_provider: str = "anthropic"
+    model_id: str = DEFAULT_MODEL_IDS["anthropic"]
+    alarm_email: str | None = None
+    # Epoch seconds until which every memory write fails (staging alarm drill); None = off.
+    memory_write_drill_until: int | None = None
+    # An existing OIDC issuer replaces the Cognito user pool the stack would create.
+    jwt_issuer: str | None = None
+    jwt_audience: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.model_provider not in PROVIDERS:
+            raise ValueError(f"modelProvider must be one of {PROVIDERS}, got {self.model_provider!r}")
+        if bool(self.jwt_issuer) != bool(self.jwt_audience):
+            raise ValueError("jwtIssuer and jwtAudience go together")
+
+    @classmethod
+    def from_context(cls, node: Node, *, now: float | None = None) -> "Settings":
+        def get(key: str) -> str | None:
+            value = node.try_get_context(key)
+            return None if value in (None, "") else str(value)
+
+        provider = get("modelProvider") or "anthropic"
+        drill_minutes = get("alarmDrillMinutes")
+        drill_until = None
+        if drill_minutes is not None:
+            started = time.time() if now is None else now
+            drill_until = int(started) + int(drill_minutes) * SECONDS_PER_MINUTE
+        audience = get("jwtAudience")
+        return cls(
+            model_provider=provider,
+            model_id=get("modelId") or DEFAULT_MODEL_IDS.get(provider, ""),
+            alarm_email=get("alarmEmail"),
+            memory_write_drill_until=drill_until,
+            jwt_issuer=get("jwtIssuer"),
+            jwt_audience=tuple(a.strip() for a in audience.split(",")) if audience else (),
+        )

@@ -1,0 +1,74 @@
+"""The two memory tables, built from the key schema the code uses (functions/memory/schema.py)."""
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import Validations
+from constructs import Construct
+
+from functions.memory import schema
+
+
+def _string_key(name: str) -> dynamodb.Attribute:
+    # Every key of both tables is a string: ids, composite keys and ISO-8601 timestamps.
+    return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
+
+
+def _table(scope: Construct, construct_id: str, *, table_schema: schema.TableSchema, **props) -> dynamodb.Table:
+    table = dynamodb.Table(
+        scope,
+        construct_id,
+        partition_key=_string_key(table_schema.partition_key),
+        sort_key=_string_key(table_schema.sort_key),
+        time_to_live_attribute=table_schema.ttl_attribute,
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        # The AWS managed key: encrypted at rest and auditable in CloudTrail, no monthly key fee.
+        encryption=dynamodb.TableEncryption.AWS_MANAGED,
+        **props,
+    )
+    for index in table_schema.indexes:
+        table.add_global_secondary_index(
+            index_name=index.name,
+            partition_key=_string_key(index.partition_key),
+            sort_key=_string_key(index.sort_key),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+    return table
+
+
+class MemoryTables(Construct):
+    """Conversation memory (per session, expires) and long-term memory (per user, permanent)."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+
+        # Conversations expire after 30 days anyway: deleting the stack deletes them too, so a
+        # teardown leaves nothing behind that costs money or holds personal data by accident.
+        self.sessions = _table(
+            self,
+            "Sessions",
+            table_schema=schema.SESSIONS,
+            removal_policy=RemovalPolicy.DESTROY,
+            # For the compactor to come: it summarises new turns as they are written.
+            stream=dynamodb.StreamViewType.NEW_IMAGE,
+        )
+        Validations.of(self.sessions).acknowledge(
+            id="AwsSolutions-DDB3",
+            reason="Conversation memory is short-lived by design (30-day TTL) and destroyed with "
+            "the stack; the durable tier, long-term memory, has point-in-time recovery.",
+        )
+
+        # Users' facts are the state worth keeping: survive a stack deletion and a bad deploy.
+        self.long_term = _table(
+            self,
+            "LongTerm",
+            table_schema=schema.LONG_TERM,
+            removal_policy=RemovalPolicy.RETAIN,
+            deletion_protection=True,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+        )
+
+    @property
+    def tables(self) -> tuple[dynamodb.Table, dynamodb.Table]:
+        return (self.sessions, self.long_term)

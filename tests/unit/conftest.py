@@ -1,0 +1,49 @@
+import boto3
+import pytest
+from moto import mock_aws
+
+from agent.observability import logger
+from local.tables import ensure_tables
+from memory.client import DYNAMODB_CONFIG
+from memory.conversation import ConversationStore
+from memory.long_term import FactStore
+from memory.resilient import ResilientMemory
+
+SESSIONS, LONG_TERM = "sessions", "long-term"
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def dynamodb():
+    # moto is active before any client of the code under test exists.
+    with mock_aws():
+        client = boto3.client("dynamodb", config=DYNAMODB_CONFIG)
+        ensure_tables(client, sessions_table=SESSIONS, long_term_table=LONG_TERM)
+        yield client
+
+
+@pytest.fixture
+def conversations(dynamodb, clock):
+    return ConversationStore(client=dynamodb, table_name=SESSIONS, ttl_days=30, clock=clock)
+
+
+@pytest.fixture
+def facts(dynamodb, clock):
+    return FactStore(client=dynamodb, table_name=LONG_TERM, clock=clock)
+
+
+@pytest.fixture
+def memory(conversations, facts, clock):
+    return ResilientMemory(conversations=conversations, facts=facts, logger=logger, max_turns=3, clock=clock)

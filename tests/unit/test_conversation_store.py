@@ -1,0 +1,120 @@
+import pytest
+
+from memory.conversation import SECONDS_PER_DAY, session_key
+from memory.errors import MemoryUnavailable, SessionNotFound
+from memory.turns import Turn, Usage, iso, new_turn_id
+
+
+def make_turn(clock, n: int, user: str = "u1", session: str = "s1") -> Turn:
+    clock.now += 1
+    return Turn(
+        user_id=user,
+        session_id=session,
+        turn_id=new_turn_id(clock.now),
+        created_at=iso(clock.now),
+        messages=[
+            {"role": "user", "content": f"message {n}"},
+            {"role": "assistant", "content": [{"type": "text", "text": f"reply {n}"}]},
+        ],
+        usage=Usage(100 + n, 10),
+    )
+
+
+def test_load_returns_the_last_k_turns_oldest_first(conversations, clock):
+    # Given a session with five turns
+    for n in range(5):
+        conversations.append(make_turn(clock, n))
+    # When the window of three is loaded
+    turns = conversations.load("u1", "s1", limit=3)
+    # Then it holds the three newest, in conversation order, with their usage
+    assert [t.messages[0]["content"] for t in turns] == ["message 2", "message 3", "message 4"]
+    assert turns[-1].usage == Usage(104, 10)
+
+
+def test_each_turn_is_its_own_item_with_a_ttl(conversations, dynamodb, clock):
+    turn = make_turn(clock, 0)
+    conversations.append(turn)
+    items = dynamodb.query(
+        TableName="sessions",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": session_key("u1", "s1")}},
+    )["Items"]
+    turn_item = next(i for i in items if i["sk"]["S"].startswith("TURN#"))
+    assert int(turn_item["expires_at"]["N"]) == int(clock.now) + 30 * SECONDS_PER_DAY
+    assert {i["sk"]["S"] for i in items} == {"TURN#" + turn.turn_id, "META"}
+
+
+def test_expired_turns_are_never_returned(conversations, clock):
+    # Given two turns, the first written more than 30 days before the second
+    conversations.append(make_turn(clock, 0))
+    clock.now += 31 * SECONDS_PER_DAY
+    conversations.append(make_turn(clock, 1))
+    # When they are read after the first expired, before DynamoDB deleted it
+    window = conversations.load("u1", "s1", limit=10)
+    history, _ = conversations.history("u1", "s1", limit=10)
+    # Then only the live turn is returned
+    assert [t.messages[0]["content"] for t in window] == ["message 1"]
+    assert [t.messages[0]["content"] for t in history] == ["message 1"]
+
+
+def test_history_pages_through_every_turn_in_order(conversations, clock):
+    for n in range(7):
+        conversations.append(make_turn(clock, n))
+    seen, token = [], None
+    while True:
+        page, token = conversations.history("u1", "s1", limit=3, next_token=token)
+        seen += [t.messages[0]["content"] for t in page]
+        if not token:
+            break
+    assert seen == [f"message {n}" for n in range(7)]
+
+
+def test_a_token_cannot_address_another_partition(conversations):
+    with pytest.raises(ValueError):
+        conversations.history("u1", "s1", limit=3, next_token="not-a-token")
+
+
+def test_sessions_are_listed_newest_first_and_only_the_callers(conversations, clock):
+    conversations.append(make_turn(clock, 0, session="old"))
+    conversations.append(make_turn(clock, 1, session="new"))
+    conversations.append(make_turn(clock, 2, user="u2", session="theirs"))
+    listed = conversations.sessions("u1")
+    assert [s.session_id for s in listed] == ["new", "old"]
+    assert listed[0].turns == 1
+
+
+def test_unknown_and_foreign_sessions_are_not_found(conversations, clock):
+    conversations.append(make_turn(clock, 0, user="u1", session="mine"))
+    with pytest.raises(SessionNotFound):
+        conversations.history("u2", "mine", limit=10)
+    with pytest.raises(SessionNotFound):
+        conversations.delete("u2", "mine")
+    assert conversations.load("u2", "mine", limit=10) == []
+
+
+def test_delete_removes_every_item_of_the_session(conversations, clock):
+    for n in range(30):  # more than one BatchWriteItem
+        conversations.append(make_turn(clock, n))
+    conversations.append(make_turn(clock, 0, session="other"))
+    conversations.delete("u1", "s1")
+    with pytest.raises(SessionNotFound):
+        conversations.history("u1", "s1", limit=10)
+    assert [s.session_id for s in conversations.sessions("u1")] == ["other"]
+
+
+def test_the_same_turn_is_never_stored_twice(conversations, clock):
+    turn = make_turn(clock, 0)
+    conversations.append(turn)
+    with pytest.raises(MemoryUnavailable):
+        conversations.append(turn)
+    history, _ = conversations.history("u1", "s1", limit=10)
+    assert len(history) == 1
+
+
+def test_delete_user_removes_all_their_sessions_only(conversations, clock):
+    for session in ("a", "b"):
+        conversations.append(make_turn(clock, 0, session=session))
+    conversations.append(make_turn(clock, 0, user="u2", session="a"))
+    assert conversations.delete_user("u1") == 2
+    assert conversations.sessions("u1") == []
+    assert [s.session_id for s in conversations.sessions("u2")] == ["a"]
