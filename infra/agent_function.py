@@ -1,0 +1,113 @@
+"""The agent's API Lambda: code, runtime, budget, logs, tracing and the SnapStart alias."""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+# The newest Python runtime aws-cdk-lib offers; arm64 (Graviton) costs ~20% less per GB-s.
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+HANDLER = "agent.handler.lambda_handler"
+CODE_EXCLUDES = ["__pycache__", "*.pyc"]
+
+# Time budget of one turn. API Gateway HTTP APIs end every integration at 30 s (a hard limit), so
+# the whole turn, retries included, must answer before then, as JSON, success or error:
+API_INTEGRATION_TIMEOUT = Duration.seconds(30)
+# Session window and long-term facts are read in parallel; each read fails fast after
+# 2 attempts x (0.5 s connect + 1 s read) + <= 1 s backoff (functions/memory/client.py).
+MEMORY_READ_BUDGET = Duration.seconds(4)
+# Every model call of the turn, tool loop and retries included: the model client's own
+# deadline must stay inside this (a 502/503 answer, not a timeout, when it runs out).
+MODEL_BUDGET = Duration.seconds(16)
+# The best-effort append of the turn: same client bounds as a read; on failure it is suppressed.
+MEMORY_WRITE_BUDGET = Duration.seconds(4)
+# JSON encoding, logging and metrics flush.
+OVERHEAD_BUDGET = Duration.seconds(1)
+# 4 + 16 + 4 + 1 = 25 s: 5 s below the API's limit are left for a SnapStart restore or a cold
+# start, which API Gateway waits for but the function timeout does not count.
+TIMEOUT = Duration.seconds(
+    sum(d.to_seconds() for d in (MEMORY_READ_BUDGET, MODEL_BUDGET, MEMORY_WRITE_BUDGET, OVERHEAD_BUDGET))
+)
+
+# The turn waits on the network (DynamoDB, the model), so CPU buys little; the imports use 87 MB
+# of resident memory (measured). 512 MB leaves room for long histories and costs half of 1 GB.
+MEMORY_SIZE_MB = 512
+
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+# Conversation items expire 30 days after they are written; the prompt keeps the last 20 turns.
+SESSION_TTL_DAYS = 30
+MEMORY_MAX_TURNS = 20
+SERVICE_NAME = "agent"
+METRICS_NAMESPACE = "AgentMemory"
+
+# SnapStart: measured on this project's machine (docs/DEPLOY.md, median of 9 fresh processes),
+# importing anthropic + boto3 + Powertools' event handler takes 1.0 s with cached bytecode and
+# 2.6 s without. A layer lives on Lambda's read-only /opt and cannot be precompiled for
+# Python 3.14 on a build machine with another Python, so every plain cold start pays the 2.6 s
+# (more at 512 MB's fraction of a vCPU). SnapStart runs that once per published version and
+# restores the snapshot instead: enabled, on the "live" alias that the API invokes.
+ALIAS_NAME = "live"
+
+
+class AgentFunction(Construct):
+    """Exposes `function` (for metrics and grants) and `alias` (what the API invokes)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code_dir: Path,
+        layers: list[lambda_.ILayerVersion],
+        environment: Mapping[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
+        )
+        # An explicit role without AWS managed policies: the stack grants exactly what is used.
+        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        self.log_group.grant_write(role)
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(code_dir), exclude=CODE_EXCLUDES),
+            layers=layers,
+            memory_size=MEMORY_SIZE_MB,
+            timeout=TIMEOUT,
+            role=role,
+            environment={
+                "SESSION_TTL_DAYS": str(SESSION_TTL_DAYS),
+                "MEMORY_MAX_TURNS": str(MEMORY_MAX_TURNS),
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                **environment,
+            },
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            tracing=lambda_.Tracing.ACTIVE,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
+            # A replaced version is deleted, so no snapshot of old code stays cached (and billed).
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
+        )
+        self.alias = lambda_.Alias(
+            self, "Alias", alias_name=ALIAS_NAME, version=self.function.current_version
+        )
+        Validations.of(role).acknowledge(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="X-Ray active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords "
+            "support no resource-level permissions. No data action has a wildcard resource.",
+        )

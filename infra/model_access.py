@@ -1,0 +1,64 @@
+"""What the agent needs to reach its model: the Anthropic key secret or a Bedrock grant."""
+
+from aws_cdk import Aws, RemovalPolicy, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+# Bedrock ids with a region-group prefix ("global.", "us.", "eu.", ...) name inference profiles;
+# plain ids ("anthropic.claude-...") name a foundation model in the stack's region.
+FOUNDATION_MODEL_VENDOR = "anthropic."
+
+
+def bedrock_model_arns(model_id: str) -> list[str]:
+    """The ARNs `bedrock:InvokeModel` must allow for one configured model id, and no others."""
+    model_arn = f"arn:{Aws.PARTITION}:bedrock:{{region}}::foundation-model/{{model}}"
+    if model_id.startswith(FOUNDATION_MODEL_VENDOR):
+        return [model_arn.format(region=Aws.REGION, model=model_id)]
+    base_model = model_id.split(".", 1)[1]
+    return [
+        f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:inference-profile/{model_id}",
+        # A profile routes each request to one of its regions: this one model, any region.
+        model_arn.format(region="*", model=base_model),
+    ]
+
+
+class ModelAccess(Construct):
+    """Creates the provider's credentials and grants the agent exactly what its provider uses."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, provider: str, model_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.provider = provider
+        self.model_id = model_id
+        self.secret: secretsmanager.Secret | None = None
+        if provider == "anthropic":
+            # Created with a random placeholder; the deployer puts the real key in (docs/DEPLOY.md).
+            self.secret = secretsmanager.Secret(
+                self,
+                "AnthropicApiKey",
+                description="Anthropic API key of the agent (put-secret-value after deploy)",
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            Validations.of(self.secret).acknowledge(
+                id="AwsSolutions-SMG4",
+                reason="A third-party API key: it is issued and revoked in the Anthropic console, "
+                "which no rotation Lambda can call. Rotate by putting a new value.",
+            )
+
+    @property
+    def environment(self) -> dict[str, str]:
+        env = {"AGENT_MODEL_PROVIDER": self.provider, "AGENT_MODEL_ID": self.model_id}
+        if self.secret is not None:
+            env["ANTHROPIC_API_KEY_SECRET_ARN"] = self.secret.secret_arn
+        return env
+
+    def grant_invoke(self, grantee: iam.IGrantable) -> None:
+        if self.secret is not None:
+            self.secret.grant_read(grantee)
+        if self.provider == "bedrock":
+            arns = bedrock_model_arns(self.model_id)
+            iam.Grant.add_to_principal(grantee=grantee, actions=["bedrock:InvokeModel"], resource_arns=arns)
+            if len(arns) > 1:
+                Validations.of(self).acknowledge(
+                    id=f"AwsSolutions-IAM5[Resource::{arns[1]}]", reason="..."
+                )
