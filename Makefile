@@ -7,6 +7,7 @@ NODE_STAMP := node_modules/.installed
 export PYTHONPATH := functions:.
 export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: dev test test-unit test-integration test-infra synth deploy destroy chat bench lint reliability clean
 
@@ -35,7 +36,7 @@ synth: install  ## cdk synth with the real layer, no Docker; then check the laye
 	$(PY) -m infra.check_layer cdk.out
 
 deploy: install  ## cdk deploy (ALARM_EMAIL=you@example.com to get the alarm e-mails)
-	npx cdk deploy --require-approval never $(if $(ALARM_EMAIL),-c alarmEmail=$(ALARM_EMAIL))
+	npx cdk deploy --require-approval never $(if $(ALARM_EMAIL),-c alarmEmail=$(ALARM_EMAIL)) $(CDK_ARGS)
 
 destroy: install
 	npx cdk destroy --force
@@ -43,8 +44,8 @@ destroy: install
 bench: install  ## reproducible measurements, saved under benchmarks/results/
 	$(PY) -m benchmarks.run
 
-lint: install
-	$(PY) -m cfnlint cdk.out/*.template.json
+lint: synth  ## cfn-lint the synthesized template
+	$(VENV)/bin/cfn-lint --non-zero-exit-code error cdk.out/*.template.json
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .local-data

@@ -10,10 +10,10 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-# manylinux2014 (glibc 2.17) wheels run on every Lambda Python runtime; newer manylinux tags that
-# pip also accepts for this platform stay within the runtime's glibc (checked by infra.check_layer).
+# For these platforms pip takes only wheels tagged manylinux2014 (glibc 2.17) or older, which all
+# run on Lambda's Amazon Linux 2023 (glibc 2.34); infra.check_layer verifies the result.
 PIP_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
-# Bump to rebuild every layer when the recipe below changes without the requirements changing.
+# Bump to rebuild every layer when the recipe below changes without its pip options changing.
 RECIPE_VERSION = "1"
 
 
@@ -26,9 +26,8 @@ class PipLocalBundling:
         self.platform = platform
         self.python_version = python_version
 
-    def pip_arguments(self, target: str) -> list[str]:
+    def pip_options(self) -> list[str]:
         return [
-            "install",
             "--quiet",
             "--disable-pip-version-check",
             # .pyc compiled by the build machine's Python would not match the Lambda's Python.
@@ -37,12 +36,14 @@ class PipLocalBundling:
             "--implementation", "cp",
             "--python-version", self.python_version,
             "--only-binary=:all:",
-            "--target", target,
-            "--requirement", str(self.requirements),
         ]
 
+    def pip_arguments(self, target: str) -> list[str]:
+        return ["install", *self.pip_options(), "--target", target, "--requirement", str(self.requirements)]
+
     def asset_hash(self) -> str:
-        recipe = [RECIPE_VERSION, self.requirements.read_text(), *self.pip_arguments("<out>")]
+        """From what decides the layer's content only, not from paths: equal on every machine."""
+        recipe = [RECIPE_VERSION, self.requirements.read_text(), *self.pip_options()]
         return hashlib.sha256("\n".join(recipe).encode()).hexdigest()
 
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:

@@ -1,11 +1,25 @@
 """The two memory tables, built from the key schema the code uses (functions/memory/schema.py)."""
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Acknowledgment, RemovalPolicy, Validations
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import Validations
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from functions.memory import schema
+
+# What the memory library does with its tables: keyed reads and writes, queries, batch deletes.
+# Transactions are authorised by these same actions. No Scan: every read is keyed.
+TABLE_DATA_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+]
+INDEX_DATA_ACTIONS = ["dynamodb:Query"]
 
 
 def _string_key(name: str) -> dynamodb.Attribute:
@@ -13,7 +27,9 @@ def _string_key(name: str) -> dynamodb.Attribute:
     return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
 
 
-def _table(scope: Construct, construct_id: str, *, table_schema: schema.TableSchema, **props) -> dynamodb.Table:
+def _table(
+    scope: Construct, construct_id: str, *, table_schema: schema.TableSchema, **props
+) -> dynamodb.Table:
     table = dynamodb.Table(
         scope,
         construct_id,
@@ -52,9 +68,11 @@ class MemoryTables(Construct):
             stream=dynamodb.StreamViewType.NEW_IMAGE,
         )
         Validations.of(self.sessions).acknowledge(
-            id="AwsSolutions-DDB3",
-            reason="Conversation memory is short-lived by design (30-day TTL) and destroyed with "
-            "the stack; the durable tier, long-term memory, has point-in-time recovery.",
+            Acknowledgment(
+                id="AwsSolutions-DDB3",
+                reason="Conversation memory is short-lived by design (30-day TTL) and destroyed with "
+                "the stack; the durable tier, long-term memory, has point-in-time recovery.",
+            )
         )
 
         # Users' facts are the state worth keeping: survive a stack deletion and a bad deploy.
@@ -69,6 +87,17 @@ class MemoryTables(Construct):
             ),
         )
 
-    @property
-    def tables(self) -> tuple[dynamodb.Table, dynamodb.Table]:
-        return (self.sessions, self.long_term)
+    def grant_data(self, grantee: iam.IGrantable) -> None:
+        """Data actions on these two tables and their named indexes only: no wildcard resource."""
+        index_arns = [
+            f"{table.table_arn}/index/{index.name}"
+            for table, table_schema in ((self.sessions, schema.SESSIONS), (self.long_term, schema.LONG_TERM))
+            for index in table_schema.indexes
+        ]
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=TABLE_DATA_ACTIONS,
+            resource_arns=[self.sessions.table_arn, self.long_term.table_arn],
+        )
+        if index_arns:
+            iam.Grant.add_to_principal(grantee=grantee, actions=INDEX_DATA_ACTIONS, resource_arns=index_arns)

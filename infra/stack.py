@@ -1,0 +1,74 @@
+"""The stack only composes the constructs, wires the grants and prints the outputs."""
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.agent_function import ARCHITECTURE, RUNTIME, AgentFunction
+from infra.api import AgentApi
+from infra.auth import UserPoolAuth
+from infra.layer import DependencyLayer
+from infra.model_access import ModelAccess
+from infra.monitoring import Monitoring
+from infra.settings import Settings
+from infra.tables import MemoryTables
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CODE_DIR = REPO_ROOT / "functions"
+LAYER_DIR = REPO_ROOT / "layers" / "agent"
+
+
+class AgentStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+
+        tables = MemoryTables(self, "Memory")
+        model = ModelAccess(self, "Model", provider=settings.model_provider, model_id=settings.model_id)
+        layer = DependencyLayer(
+            self, "Dependencies", requirements_dir=LAYER_DIR, runtime=RUNTIME, architecture=ARCHITECTURE
+        )
+        drill = {}
+        if settings.memory_write_drill_until is not None:
+            drill = {"MEMORY_WRITE_DRILL_UNTIL": str(settings.memory_write_drill_until)}
+        agent = AgentFunction(
+            self,
+            "Agent",
+            code_dir=CODE_DIR,
+            layers=[layer.layer],
+            environment={
+                "SESSIONS_TABLE_NAME": tables.sessions.table_name,
+                "LONG_TERM_TABLE_NAME": tables.long_term.table_name,
+                **model.environment,
+                **drill,
+            },
+        )
+
+        tables.grant_data(agent.function)
+        model.grant_invoke(agent.function)
+
+        if settings.jwt_issuer:
+            issuer, audience = settings.jwt_issuer, list(settings.jwt_audience)
+        else:
+            auth = UserPoolAuth(self, "Auth")
+            issuer, audience = auth.issuer, auth.audience
+            CfnOutput(self, "UserPoolId", value=auth.user_pool.user_pool_id)
+            CfnOutput(self, "UserPoolClientId", value=auth.client.user_pool_client_id)
+        api = AgentApi(self, "Http", handler=agent.alias, jwt_issuer=issuer, jwt_audience=audience)
+
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            log_group=agent.log_group,
+            function=agent.function,
+            stage=api.stage,
+            alarm_email=settings.alarm_email,
+        )
+
+        CfnOutput(self, "ApiUrl", value=api.url)
+        CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
+        CfnOutput(self, "SessionsTableName", value=tables.sessions.table_name)
+        CfnOutput(self, "LongTermTableName", value=tables.long_term.table_name)
+        CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
+        if model.secret is not None:
+            CfnOutput(self, "AnthropicApiKeySecretArn", value=model.secret.secret_arn)

@@ -1,0 +1,128 @@
+"""The agent function: runtime, budget, logging, tracing, SnapStart alias and its environment."""
+
+import time
+
+import aws_cdk.aws_lambda as lambda_
+
+from agent.config import Settings
+from infra import agent_function
+from infra.settings import Settings as DeploySettings
+
+
+def newest_python_runtime() -> str:
+    pythons = [r.name for r in lambda_.Runtime.ALL if r.family == lambda_.RuntimeFamily.PYTHON]
+    return max(pythons, key=lambda name: tuple(int(part) for part in name.removeprefix("python").split(".")))
+
+
+def test_function_runs_the_newest_python_on_arm64_with_the_layer(synth):
+    function = synth.one("AWS::Lambda::Function")["Properties"]
+    layer_id = next(iter(synth.resources("AWS::Lambda::LayerVersion")))
+    layer = synth.template["Resources"][layer_id]["Properties"]
+
+    assert function["Runtime"] == newest_python_runtime() == "python3.14"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Handler"] == "agent.handler.lambda_handler"
+    assert function["Layers"] == [{"Ref": layer_id}]
+    assert (layer["CompatibleRuntimes"], layer["CompatibleArchitectures"]) == (["python3.14"], ["arm64"])
+
+
+def test_code_asset_is_the_functions_folder_without_bytecode(synth):
+    code_key = synth.one("AWS::Lambda::Function")["Properties"]["Code"]["S3Key"]
+    staged = synth.outdir / f"asset.{code_key.removesuffix('.zip')}"
+
+    assert (staged / "agent" / "handler.py").is_file()
+    assert (staged / "memory" / "schema.py").is_file()
+    assert not list(staged.rglob("__pycache__")) and not list(staged.rglob("*.pyc"))
+
+
+def test_whole_turn_budget_fits_inside_the_api_integration_timeout(synth):
+    function = synth.one("AWS::Lambda::Function")["Properties"]
+    integration = synth.one("AWS::ApiGatewayV2::Integration")["Properties"]
+    budget = sum(
+        d.to_seconds()
+        for d in (
+            agent_function.MEMORY_READ_BUDGET,
+            agent_function.MODEL_BUDGET,
+            agent_function.MEMORY_WRITE_BUDGET,
+            agent_function.OVERHEAD_BUDGET,
+        )
+    )
+
+    assert function["Timeout"] == budget == 25
+    assert integration["TimeoutInMillis"] == 29_000
+    assert function["Timeout"] * 1000 < integration["TimeoutInMillis"] <= 30_000
+    assert function["MemorySize"] == agent_function.MEMORY_SIZE_MB
+
+
+def test_logs_are_json_into_a_log_group_with_retention_and_tracing_is_active(synth):
+    function = synth.one("AWS::Lambda::Function")["Properties"]
+    log_group_id = function["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = synth.template["Resources"][log_group_id]["Properties"]
+
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
+    assert function["LoggingConfig"]["ApplicationLogLevel"] == "INFO"
+    assert log_group["RetentionInDays"] == 30
+    assert function["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_snapstart_applies_to_published_versions_and_the_api_invokes_the_alias(synth):
+    function = synth.one("AWS::Lambda::Function")["Properties"]
+    version_id, version = next(iter(synth.resources("AWS::Lambda::Version").items()))
+    alias_id, alias = next(iter(synth.resources("AWS::Lambda::Alias").items()))
+    integration = synth.one("AWS::ApiGatewayV2::Integration")["Properties"]
+
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert alias["Properties"]["Name"] == "live"
+    assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+    assert version["DeletionPolicy"] == "Delete"  # an old version's snapshot is not kept cached
+    assert integration["IntegrationUri"] == {"Ref": alias_id}
+    for permission in synth.resources("AWS::Lambda::Permission").values():
+        assert permission["Properties"]["FunctionName"] == {"Ref": alias_id}
+
+
+def test_environment_is_what_the_code_reads_at_cold_start(synth):
+    # Given the function's environment from the template
+    env = synth.function_environment()
+
+    # When the code's own configuration reads it
+    settings = Settings.from_env(env)
+
+    # Then it validates, and names the stack's tables, secret and model
+    assert settings.sessions_table == f"resolved-{synth.output_ref('SessionsTableName')}"
+    assert settings.long_term_table == f"resolved-{synth.output_ref('LongTermTableName')}"
+    assert settings.anthropic_secret_arn == f"resolved-{synth.output_ref('AnthropicApiKeySecretArn')}"
+    assert settings.anthropic_api_key is None  # never a plaintext key in the environment
+    assert (settings.provider, settings.model_id) == ("anthropic", "claude-sonnet-4-5")
+    assert (settings.session_ttl_days, settings.max_turns) == (30, 20)
+    assert env["POWERTOOLS_SERVICE_NAME"] == "agent"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AgentMemory"
+
+
+def test_bedrock_variant_has_no_secret_and_names_an_inference_profile(variant):
+    env = variant.function_environment()
+    settings = Settings.from_env(env)
+
+    assert settings.provider == "bedrock"
+    assert settings.model_id == "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    assert "ANTHROPIC_API_KEY_SECRET_ARN" not in env
+    assert not variant.resources("AWS::SecretsManager::Secret")
+
+
+def test_alarm_drill_context_sets_the_end_of_the_drill_minutes_from_synth_time(variant):
+    until = int(variant.function_environment()["MEMORY_WRITE_DRILL_UNTIL"])
+    # The session's synth ran within the last few minutes, with -c alarmDrillMinutes=15.
+    assert 0 < until - time.time() <= 15 * 60
+
+
+class FakeNode:
+    def __init__(self, **context):
+        self.context = context
+
+    def try_get_context(self, key):
+        return self.context.get(key)
+
+
+def test_drill_minutes_become_epoch_seconds_from_now():
+    settings = DeploySettings.from_context(FakeNode(alarmDrillMinutes="15"), now=1_700_000_000.5)
+    assert settings.memory_write_drill_until == 1_700_000_000 + 15 * 60
+    assert DeploySettings.from_context(FakeNode()).memory_write_drill_until is None

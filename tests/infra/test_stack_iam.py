@@ -1,0 +1,123 @@
+"""Least privilege: the agent touches its own two tables and index, its own secret or model."""
+
+import re
+from pathlib import Path
+
+from infra.tables import INDEX_DATA_ACTIONS, TABLE_DATA_ACTIONS
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+# The IAM actions each DynamoDB API call of the memory library needs.
+OPERATION_ACTIONS = {
+    "get_item": {"dynamodb:GetItem"},
+    "put_item": {"dynamodb:PutItem"},
+    "update_item": {"dynamodb:UpdateItem"},
+    "delete_item": {"dynamodb:DeleteItem"},
+    "query": {"dynamodb:Query"},
+    "batch_get_item": {"dynamodb:BatchGetItem"},
+    "batch_write_item": {"dynamodb:BatchWriteItem"},
+    # A transaction is authorised item by item, by the actions of the items it holds.
+    "transact_write_items": {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+    },
+    "transact_get_items": {"dynamodb:GetItem"},
+}
+
+
+def statements(synth) -> list[dict]:
+    (policy,) = synth.resources("AWS::IAM::Policy").values()
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def statement_for(synth, action: str) -> dict:
+    (statement,) = [s for s in statements(synth) if action in as_list(s["Action"])]
+    return statement
+
+
+def test_table_actions_are_scoped_to_the_two_table_arns(synth):
+    statement = statement_for(synth, "dynamodb:PutItem")
+
+    assert sorted(as_list(statement["Action"])) == sorted(TABLE_DATA_ACTIONS)
+    assert sorted(r["Fn::GetAtt"][0] for r in statement["Resource"]) == sorted(
+        [synth.output_ref("SessionsTableName"), synth.output_ref("LongTermTableName")]
+    )
+    assert all(r["Fn::GetAtt"][1] == "Arn" for r in statement["Resource"])
+
+
+def test_index_queries_are_scoped_to_the_named_index_of_the_sessions_table(synth):
+    (statement,) = [s for s in statements(synth) if as_list(s["Action"]) == INDEX_DATA_ACTIONS]
+
+    assert statement["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [synth.output_ref("SessionsTableName"), "Arn"]}, "/index/by_owner"]]
+    }
+
+
+def test_the_secret_is_read_only_and_only_the_stacks_own(synth):
+    statement = statement_for(synth, "secretsmanager:GetSecretValue")
+
+    assert sorted(statement["Action"]) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+    assert statement["Resource"] == {"Ref": synth.output_ref("AnthropicApiKeySecretArn")}
+    assert not any("bedrock:InvokeModel" in as_list(s["Action"]) for s in statements(synth))
+
+
+def test_bedrock_variant_may_invoke_only_the_configured_model(variant):
+    statement = statement_for(variant, "bedrock:InvokeModel")
+    profile = f"global.{MODEL}"
+
+    assert statement["Action"] == "bedrock:InvokeModel"
+    assert statement["Resource"] == [
+        # the inference profile, in this stack's region and account
+        {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":bedrock:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    f":inference-profile/{profile}",
+                ],
+            ]
+        },
+        # the one model it routes to, in whichever region the profile picks
+        {
+            "Fn::Join": [
+                "",
+                ["arn:", {"Ref": "AWS::Partition"}, f":bedrock:*::foundation-model/{MODEL}"],
+            ]
+        },
+    ]
+    assert not any(s for s in statements(variant) if "secretsmanager:GetSecretValue" in as_list(s["Action"]))
+
+
+def test_only_xray_has_a_wildcard_resource_and_no_managed_policy_is_attached(synth, variant):
+    for template in (synth, variant):
+        wildcard = [s for s in statements(template) if s["Resource"] == "*"]
+        xray = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+        assert [sorted(s["Action"]) for s in wildcard] == [xray]
+        (role,) = template.resources("AWS::IAM::Role").values()
+        assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_every_dynamodb_call_of_the_code_is_granted():
+    # Given every DynamoDB client call in the Lambda's code
+    calls = set()
+    for source in (FUNCTIONS_DIR / "memory").rglob("*.py"):
+        calls |= set(re.findall(r"client\.(\w+)\(", source.read_text()))
+    assert calls, "no DynamoDB call found: has the memory library moved?"
+
+    # Then each maps to actions the stack grants on the tables
+    unknown = calls - set(OPERATION_ACTIONS)
+    assert not unknown, f"add the IAM actions of {unknown} to OPERATION_ACTIONS and the grant"
+    needed = set().union(*(OPERATION_ACTIONS[c] for c in calls))
+    assert needed <= set(TABLE_DATA_ACTIONS)
