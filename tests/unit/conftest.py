@@ -26,8 +26,10 @@ def clock():
 
 
 @pytest.fixture
-def dynamodb():
-    # moto is active before any client of the code under test exists.
+def dynamodb(monkeypatch):
+    # moto is active before any client of the code under test exists, and no endpoint left by
+    # the local stack's tests may send these clients past it.
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     with mock_aws():
         client = boto3.client("dynamodb", config=DYNAMODB_CONFIG)
         ensure_tables(client, sessions_table=SESSIONS, long_term_table=LONG_TERM)
