@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ LOCAL_DEFAULTS = {
     "POWERTOOLS_METRICS_NAMESPACE": "AgentMemory",
 }
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+
+class LocalServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of clients got connection resets.
+    request_queue_size = 128
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,19 @@ def to_event(method: str, target: str, headers: dict, body: bytes, source_ip: st
     }
 
 
-def make_server(handler, port: int) -> ThreadingHTTPServer:
+def make_server(handler, port: int, after_response=None) -> ThreadingHTTPServer:
+    """after_response(event, result), if given, runs once the reply is sent: outside its latency."""
+    # Powertools' resolver keeps the event it resolves on the router class: right for Lambda, where an
+    # execution environment runs one invocation at a time, but concurrent threads read each other's
+    # event (another request's body, path, even identity). So this process is one environment:
+    # connections are accepted concurrently, invocations run one at a time.
+    invocation = threading.Lock()
+
     class Adapter(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in two writes; with Nagle on, the body waits for the client's
+        # delayed ACK of the headers: ~40 ms added to every keep-alive request (benchmarks/throughput.py).
+        disable_nagle_algorithm = True
 
         def _serve(self):
             length = int(self.headers.get("Content-Length") or 0)
@@ -90,10 +106,13 @@ def make_server(handler, port: int) -> ThreadingHTTPServer:
                 return
             body = self.rfile.read(length)
             event = to_event(self.command, self.path, dict(self.headers), body, self.client_address[0])
-            result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
+            with invocation:
+                result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
             payload = result.get("body") or ""
             raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
             self._reply(result["statusCode"], result.get("headers") or {}, raw)
+            if after_response:
+                after_response(event, result)
 
         def _reply(self, status: int, headers: dict, raw: bytes):
             self.send_response(status)
@@ -109,7 +128,24 @@ def make_server(handler, port: int) -> ThreadingHTTPServer:
         def log_message(self, *args):  # the handler's JSON logs say what happened
             pass
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Adapter)
+    return LocalServer(("127.0.0.1", port), Adapter)
+
+
+def turn_stream(compactor_handler):
+    """What the sessions table's stream and the compactor's event source mapping do in AWS: each
+    stored turn's INSERT record goes to the compactor Lambda's handler, after the reply."""
+    from memory.conversation import TURN_PREFIX, session_key
+
+    def after_response(event: dict, result: dict) -> None:
+        body = json.loads(result.get("body") or "{}") if result["statusCode"] == 200 else {}
+        if body.get("memory", {}).get("write") != "ok" or "turn_id" not in body:
+            return
+        user = event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
+        keys = {"pk": {"S": session_key(user, body["session_id"])}, "sk": {"S": TURN_PREFIX + body["turn_id"]}}
+        record = {"eventName": "INSERT", "dynamodb": {"Keys": keys, "SequenceNumber": body["turn_id"]}}
+        compactor_handler({"Records": [record]}, LocalContext(function_name="compactor-local"))
+
+    return after_response
 
 
 def configure(endpoint: str) -> None:
@@ -131,7 +167,12 @@ def serve(endpoint: str, port: int) -> None:
         sessions_table=os.environ["SESSIONS_TABLE_NAME"],
         long_term_table=os.environ["LONG_TERM_TABLE_NAME"],
     )
-    server = make_server(handler.lambda_handler, port)
+    after_response = None
+    if handler.settings.memory_strategy == "compaction":
+        from compactor import handler as compactor
+
+        after_response = turn_stream(compactor.lambda_handler)
+    server = make_server(handler.lambda_handler, port, after_response)
     print(json.dumps({"message": "local_stack_ready", "url": f"http://127.0.0.1:{port}",
                       "dynamodb": endpoint, "model": os.environ["AGENT_MODEL_PROVIDER"]}), flush=True)
     try:

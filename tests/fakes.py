@@ -17,8 +17,8 @@ class ScriptedModel:
         self.responses = list(responses)
         self.calls: list[dict] = []
 
-    def complete(self, *, system, messages, tools, allow_tools=True) -> ModelResponse:
-        self.calls.append({"system": system, "messages": messages, "allow_tools": allow_tools})
+    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None) -> ModelResponse:
+        self.calls.append({"system": system, "messages": messages, "allow_tools": allow_tools, "deadline": deadline})
         return self.responses.pop(0)
 
 

@@ -3,12 +3,20 @@
 import os
 from dataclasses import dataclass
 
+from agent.providers import MAX_OUTPUT_TOKENS
+from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES
+
 PROVIDERS = ("anthropic", "bedrock", "offline")
 DEFAULT_MODEL_IDS = {
     "anthropic": "claude-sonnet-4-5",
     "bedrock": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
     "offline": "offline",
 }
+# Room for the largest message (16,000 characters: ~4,000 tokens, more with JSON escapes), the tool
+# loop's reserve (agent.turn: 6,144) and the system prompt with the tools: less could not hold a turn.
+MIN_PROMPT_TOKENS = 16_000
+# Under the model's 1,024-token answer (providers.MAX_OUTPUT_TOKENS): a summary is never cut off.
+DEFAULT_SUMMARY_MAX_TOKENS = 800
 
 
 class ConfigError(ValueError):
@@ -21,6 +29,10 @@ class Settings:
     long_term_table: str
     session_ttl_days: int
     max_turns: int
+    memory_strategy: str
+    max_prompt_tokens: int
+    compaction_trigger_turns: int
+    summary_max_tokens: int
     provider: str
     model_id: str
     anthropic_api_key: str | None
@@ -32,11 +44,16 @@ class Settings:
         provider = env.get("AGENT_MODEL_PROVIDER", "offline")
         if provider not in PROVIDERS:
             raise ConfigError(f"AGENT_MODEL_PROVIDER must be one of {PROVIDERS}, not {provider!r}")
+        max_turns = _positive_int(env, "MEMORY_MAX_TURNS", 20)
         settings = cls(
             sessions_table=_required(env, "SESSIONS_TABLE_NAME"),
             long_term_table=_required(env, "LONG_TERM_TABLE_NAME"),
             session_ttl_days=_positive_int(env, "SESSION_TTL_DAYS", 30),
-            max_turns=_positive_int(env, "MEMORY_MAX_TURNS", 20),
+            max_turns=max_turns,
+            memory_strategy=env.get("MEMORY_STRATEGY", DEFAULT_STRATEGY),
+            max_prompt_tokens=_positive_int(env, "MEMORY_MAX_PROMPT_TOKENS", DEFAULT_MAX_PROMPT_TOKENS),
+            compaction_trigger_turns=_positive_int(env, "MEMORY_COMPACTION_TRIGGER_TURNS", max_turns),
+            summary_max_tokens=_positive_int(env, "MEMORY_SUMMARY_MAX_TOKENS", DEFAULT_SUMMARY_MAX_TOKENS),
             provider=provider,
             model_id=env.get("AGENT_MODEL_ID") or DEFAULT_MODEL_IDS[provider],
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
@@ -47,7 +64,20 @@ class Settings:
         )
         if provider == "anthropic" and not (settings.anthropic_api_key or settings.anthropic_secret_arn):
             raise ConfigError("the anthropic provider needs ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ARN")
+        _check_window(settings)
         return settings
+
+
+def _check_window(settings: Settings) -> None:
+    if settings.memory_strategy not in STRATEGIES:
+        raise ConfigError(f"MEMORY_STRATEGY must be one of {STRATEGIES}, not {settings.memory_strategy!r}")
+    if not MIN_PROMPT_TOKENS <= settings.max_prompt_tokens <= MODEL_CONTEXT_TOKENS:
+        raise ConfigError(f"MEMORY_MAX_PROMPT_TOKENS must be from {MIN_PROMPT_TOKENS} to {MODEL_CONTEXT_TOKENS}")
+    if settings.summary_max_tokens > MAX_OUTPUT_TOKENS:
+        raise ConfigError(f"MEMORY_SUMMARY_MAX_TOKENS must be at most {MAX_OUTPUT_TOKENS}, the model's answer limit")
+    # The window read (MEMORY_MAX_TURNS) must reach back to the summary, or turns fall in between.
+    if settings.memory_strategy == "compaction" and not 2 <= settings.compaction_trigger_turns <= settings.max_turns:
+        raise ConfigError("MEMORY_COMPACTION_TRIGGER_TURNS must be from 2 to MEMORY_MAX_TURNS")
 
 
 def _required(env, name: str) -> str:

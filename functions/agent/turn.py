@@ -1,12 +1,18 @@
 """One agent turn: plain Python, given its memory and its model."""
 
+import json
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from agent.providers import Model
+from agent.providers import MAX_OUTPUT_TOKENS, MODEL_BUDGET_SECONDS, Model
 from memory.resilient import ResilientMemory
 from memory.turns import Turn, Usage, iso, new_turn_id
+from memory.window import Summary, estimate_tokens, message_tokens, summary_prompt
+
+if TYPE_CHECKING:
+    from agent.idempotency import Claim
 
 # Each round is one model call; the last one is made with tools off, so the turn always ends in text.
 MAX_TOOL_ROUNDS = 4
@@ -42,6 +48,10 @@ TOOLS = [
         },
     },
 ]
+TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS))
+# Every later round of the tool loop adds one model answer (at most MAX_OUTPUT_TOKENS) and our tool
+# results for it; twice the answer per round is kept free in the budget, so no round goes over it.
+TOOL_LOOP_RESERVE_TOKENS = (MAX_TOOL_ROUNDS - 1) * 2 * MAX_OUTPUT_TOKENS
 
 
 @dataclass(frozen=True)
@@ -51,32 +61,53 @@ class TurnResult:
     context_turns: int
     context_facts: int
     write: str
+    context_summary: bool = False
 
 
-def system_prompt(facts: dict[str, str]) -> str:
-    if not facts:
-        return SYSTEM_PROMPT
-    lines = "\n".join(f"- {key}: {value}" for key, value in sorted(facts.items()))
-    return f"{SYSTEM_PROMPT}\n\nKnown facts about the user (long-term memory):\n{lines}"
+def system_prompt(facts: dict[str, str], summary: Summary | None = None) -> str:
+    parts = [SYSTEM_PROMPT]
+    if facts:
+        lines = "\n".join(f"- {key}: {value}" for key, value in sorted(facts.items()))
+        parts.append(f"Known facts about the user (long-term memory):\n{lines}")
+    if summary:
+        parts.append(summary_prompt(summary))
+    return "\n\n".join(parts)
+
+
+def fixed_tokens(facts: dict[str, str], message: dict) -> int:
+    """What every prompt of the turn holds besides the window: system prompt and facts, tools, the
+    new message, and the room kept for the tool loop."""
+    return estimate_tokens(system_prompt(facts)) + TOOLS_TOKENS + message_tokens(message) + TOOL_LOOP_RESERVE_TOKENS
 
 
 def run_turn(
-    *, memory: ResilientMemory, model: Model, user_id: str, session_id: str, message: str, clock=time.time
+    *,
+    memory: ResilientMemory,
+    model: Model,
+    user_id: str,
+    session_id: str,
+    message: str,
+    idempotency: "Claim | None" = None,
+    clock=time.time,
 ) -> TurnResult:
     """Load memory (fails fast), run the tool loop, store the turn (best effort).
 
-    A ModelError propagates before anything of the turn is stored."""
+    A ModelError propagates before anything of the turn is stored. With an idempotency claim, its
+    record is stored in the same transaction as the turn."""
     started = clock()
     context = memory.load(user_id, session_id)
-    history = [m for turn in context.turns for m in turn.messages]
+    deadline = time.monotonic() + MODEL_BUDGET_SECONDS
     new_messages: list[dict] = [{"role": "user", "content": message}]
+    window = memory.window.fit(context.turns, context.summary, fixed_tokens=fixed_tokens(context.facts, new_messages[0]))
+    system, history = system_prompt(context.facts, window.summary), window.messages
     usage = Usage()
     for round_number in range(1, MAX_TOOL_ROUNDS + 1):
         response = model.complete(
-            system=system_prompt(context.facts),
+            system=system,
             messages=history + new_messages,
             tools=TOOLS,
             allow_tools=round_number < MAX_TOOL_ROUNDS,
+            deadline=deadline,
         )
         usage += response.usage
         new_messages.append({"role": "assistant", "content": response.content})
@@ -94,12 +125,17 @@ def run_turn(
         messages=new_messages,
         usage=usage,
     )
+    reply = reply_text(new_messages[-1])
+    also = ()
+    if idempotency:  # stored with the turn, in the same transaction
+        also = (idempotency.record(turn, reply, len(window.turns), len(context.facts), window.summary is not None),)
     return TurnResult(
         turn=turn,
-        reply=reply_text(new_messages[-1]),
-        context_turns=len(context.turns),
+        reply=reply,
+        context_turns=len(window.turns),
         context_facts=len(context.facts),
-        write=memory.append(turn),
+        write=memory.append(turn, also),
+        context_summary=window.summary is not None,
     )
 
 

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import random
 import time
 from dataclasses import dataclass
 from functools import wraps
@@ -12,13 +13,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 from memory.errors import MemoryUnavailable, SessionNotFound
 from memory.schema import SESSIONS
 from memory.turns import Turn, Usage, iso
+from memory.window import Summary
 
 SECONDS_PER_DAY = 86_400
 TURN_PREFIX = "TURN#"
 META_SK = "META"
+# '~' sorts after every "TURN#..." key: newest first, one Query over [TURN#, SUMMARY_SK] meets the
+# summary, then the newest turns. begins_with(sk, TURN#) (the history) never sees it, and the
+# compactor's stream filter (prefix TURN#) does not fire on its own writes.
+SUMMARY_SK = "TURN~SUMMARY"
 BATCH_WRITE_MAX_ITEMS = 25
 BATCH_WRITE_MAX_ROUNDS = 5
 UNPROCESSED_BACKOFF_SECONDS = 0.05
+# Concurrent turns of one session all update its META item, and DynamoDB cancels a transaction
+# that meets another on the same item (TransactionConflict); botocore does not retry that. Three
+# more tries, jittered below 0.05/0.1/0.2 s, keep the append well inside its 4 s write budget.
+TRANSACTION_CONFLICT_RETRIES = 3
+TRANSACTION_CONFLICT_BACKOFF_SECONDS = 0.05
 
 
 def translate_errors(method):
@@ -38,6 +49,12 @@ def session_key(user_id: str, session_id: str) -> str:
     # Session ids cannot contain '#', so no two (user, session) pairs share a key, and a caller can
     # only ever address keys that start with their own id.
     return f"USER#{user_id}#SESSION#{session_id}"
+
+
+def session_ids(key: str) -> tuple[str, str]:
+    """(user_id, session_id) of a session key."""
+    user_id, session_id = key.removeprefix("USER#").rsplit("#SESSION#", 1)
+    return user_id, session_id
 
 
 def encode_token(sort_key: str) -> str:
@@ -91,6 +108,87 @@ class ConversationStore:
         return [_turn_from_item(item) for item in reversed(response["Items"])]
 
     @translate_errors
+    def load_window(self, user_id: str, session_id: str, *, limit: int) -> tuple[Summary | None, list[Turn]]:
+        """The session's summary and, oldest first, those of its last `limit` turns it does not
+        cover: one Query, newest first, which meets the summary (it sorts after every turn) first."""
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :turn AND :summary",
+            FilterExpression="expires_at > :now",
+            ExpressionAttributeValues={
+                ":pk": {"S": session_key(user_id, session_id)},
+                ":turn": {"S": TURN_PREFIX},
+                ":summary": {"S": SUMMARY_SK},
+                ":now": {"N": str(int(self._clock()))},
+            },
+            ScanIndexForward=False,
+            Limit=limit + 1,
+            ConsistentRead=True,
+        )
+        items = response["Items"]
+        summary = _summary_from_item(items.pop(0)) if items and items[0]["sk"]["S"] == SUMMARY_SK else None
+        covered = summary.covered_through if summary else ""
+        turns = [_turn_from_item(item) for item in reversed(items[:limit])]
+        return summary, [turn for turn in turns if turn.turn_id > covered]
+
+    @translate_errors
+    def turns_after(self, user_id: str, session_id: str, *, after: str | None, limit: int) -> list[Turn]:
+        """Up to `limit` turns that follow turn `after` (from the first turn if None), oldest first."""
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk > :after",
+            FilterExpression="expires_at > :now",
+            ExpressionAttributeValues={
+                ":pk": {"S": session_key(user_id, session_id)},
+                ":after": {"S": TURN_PREFIX + (after or "")},
+                ":now": {"N": str(int(self._clock()))},
+            },
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [_turn_from_item(item) for item in response["Items"] if item["sk"]["S"].startswith(TURN_PREFIX)]
+
+    @translate_errors
+    def save_summary(self, user_id: str, session_id: str, summary: Summary, *, replaces: Summary | None) -> bool:
+        """Stores `summary` in place of the one it was built on (`replaces`), while the newest turn
+        it covers still exists. Returns False if that condition fails: another run already moved
+        the coverage on, or the session was deleted; either way nothing is left to do."""
+        now = self._clock()
+        pk = {"S": session_key(user_id, session_id)}
+        put = {
+            "TableName": self._table,
+            "Item": {
+                "pk": pk,
+                "sk": {"S": SUMMARY_SK},
+                "text": {"S": summary.text},
+                "covered_through": {"S": summary.covered_through},
+                "covered_turns": {"N": str(summary.covered_turns)},
+                "tokens": {"N": str(summary.tokens)},
+                "created_at": {"S": iso(now)},
+                "expires_at": {"N": str(int(now) + self._ttl_seconds)},
+            },
+        }
+        if replaces:
+            put["ConditionExpression"] = "covered_through = :previous"
+            put["ExpressionAttributeValues"] = {":previous": {"S": replaces.covered_through}}
+        else:  # an expired summary that TTL has not deleted yet counts as none
+            put["ConditionExpression"] = "attribute_not_exists(sk) OR expires_at <= :now"
+            put["ExpressionAttributeValues"] = {":now": {"N": str(int(now))}}
+        covered_turn = {"pk": pk, "sk": {"S": TURN_PREFIX + summary.covered_through}}
+        try:
+            transact_write(self._client, [
+                {"ConditionCheck": {"TableName": self._table, "Key": covered_turn,
+                                    "ConditionExpression": "attribute_exists(sk)"}},
+                {"Put": put},
+            ])
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+                return False
+            raise
+        return True
+
+    @translate_errors
     def history(
         self, user_id: str, session_id: str, *, limit: int, next_token: str | None = None
     ) -> tuple[list[Turn], str | None]:
@@ -110,6 +208,11 @@ class ConversationStore:
         if next_token:
             query["ExclusiveStartKey"] = {"pk": {"S": pk}, "sk": {"S": decode_token(next_token)}}
         response = self._client.query(**query)
+        # The filter runs after the limit, and expired turns that TTL has not deleted yet are the
+        # oldest: a page of nothing but them says nothing about the live turns after it.
+        while not response["Items"] and "LastEvaluatedKey" in response:
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            response = self._client.query(**query)
         if not response["Items"] and not next_token:
             raise SessionNotFound(session_id)
         last = response.get("LastEvaluatedKey")
@@ -118,13 +221,15 @@ class ConversationStore:
         )
 
     @translate_errors
-    def append(self, turn: Turn) -> None:
-        """One round trip: the turn (never overwriting one) and the session's META for listing."""
+    def append(self, turn: Turn, also: tuple[dict, ...] = ()) -> None:
+        """One transaction: the turn (never overwriting one), the session's META for listing, and
+        `also` (TransactItems stored with the turn or not at all, e.g. an idempotency record)."""
         now = self._clock()
         pk = {"S": session_key(turn.user_id, turn.session_id)}
         expires_at = {"N": str(int(now) + self._ttl_seconds)}
-        self._client.transact_write_items(
-            TransactItems=[
+        transact_write(
+            self._client,
+            [
                 {
                     "Put": {
                         "TableName": self._table,
@@ -159,7 +264,8 @@ class ConversationStore:
                         },
                     }
                 },
-            ]
+                *also,
+            ],
         )
 
     @translate_errors
@@ -230,8 +336,26 @@ class ConversationStore:
                 return items
 
     def _delete_keys(self, keys: list[dict]) -> None:
+        # META goes last: if a batch fails half way, the session is still listed by its owner, so a
+        # retried DELETE /me finds (and erases) the turns that are left.
+        keys = sorted(keys, key=lambda key: key["sk"]["S"] == META_SK)
         requests = [{"DeleteRequest": {"Key": {"pk": key["pk"], "sk": key["sk"]}}} for key in keys]
         batch_write_all(self._client, self._table, requests)
+
+
+def transact_write(client, items: list[dict]) -> None:
+    """TransactWriteItems, tried again when it only lost a race with another transaction."""
+    for attempt in range(TRANSACTION_CONFLICT_RETRIES + 1):
+        try:
+            client.transact_write_items(TransactItems=items)
+            return
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            if attempt == TRANSACTION_CONFLICT_RETRIES or not any(
+                reason.get("Code") == "TransactionConflict" for reason in reasons
+            ):
+                raise
+        time.sleep(random.uniform(0, TRANSACTION_CONFLICT_BACKOFF_SECONDS * 2**attempt))
 
 
 def batch_write_all(client, table: str, requests: list[dict]) -> None:
@@ -249,7 +373,7 @@ def batch_write_all(client, table: str, requests: list[dict]) -> None:
 
 
 def _turn_from_item(item: dict) -> Turn:
-    user_id, session_id = item["pk"]["S"].removeprefix("USER#").rsplit("#SESSION#", 1)
+    user_id, session_id = session_ids(item["pk"]["S"])
     return Turn(
         user_id=user_id,
         session_id=session_id,
@@ -257,4 +381,13 @@ def _turn_from_item(item: dict) -> Turn:
         created_at=item["created_at"]["S"],
         messages=json.loads(item["messages"]["S"]),
         usage=Usage(int(item["input_tokens"]["N"]), int(item["output_tokens"]["N"])),
+    )
+
+
+def _summary_from_item(item: dict) -> Summary:
+    return Summary(
+        text=item["text"]["S"],
+        covered_through=item["covered_through"]["S"],
+        covered_turns=int(item["covered_turns"]["N"]),
+        tokens=int(item["tokens"]["N"]),
     )

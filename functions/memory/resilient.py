@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from memory.conversation import ConversationStore
 from memory.long_term import FactStore
 from memory.turns import Turn
+from memory.window import Summary, WindowPolicy
 
 # Shared by every request of the process: the session window and the facts load side by side.
 _READ_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="memory-read")
@@ -20,6 +21,7 @@ class WriteDrillFault(Exception):
 class MemoryContext:
     turns: list[Turn]
     facts: dict[str, str]
+    summary: Summary | None = None
 
 
 class ResilientMemory:
@@ -30,6 +32,7 @@ class ResilientMemory:
         facts: FactStore,
         logger,
         max_turns: int,
+        window: WindowPolicy = WindowPolicy(),
         write_drill_until: float | None = None,
         clock=time.time,
     ):
@@ -37,20 +40,24 @@ class ResilientMemory:
         self.facts = facts
         self._logger = logger
         self._max_turns = max_turns
+        self.window = window
         self._write_drill_until = write_drill_until
         self._clock = clock
 
     def load(self, user_id: str, session_id: str) -> MemoryContext:
         """Raises MemoryUnavailable if either read fails: the turn is not answered without memory."""
-        turns = _READ_POOL.submit(
-            self.conversations.load, user_id, session_id, limit=self._max_turns
-        )
+        # The window is read on this thread while the pool reads the facts: the same two parallel
+        # round trips with one thread hand-off instead of two (benchmarks/overhead.py).
         facts = _READ_POOL.submit(self.facts.all, user_id)
-        return MemoryContext(turns=turns.result(), facts=facts.result())
+        if self.window.uses_summary:
+            summary, turns = self.conversations.load_window(user_id, session_id, limit=self._max_turns)
+        else:
+            summary, turns = None, self.conversations.load(user_id, session_id, limit=self._max_turns)
+        return MemoryContext(turns=turns, facts=facts.result(), summary=summary)
 
-    def append(self, turn: Turn) -> str:
-        """Stores the turn; returns "ok", or "suppressed" after logging why it could not."""
-        return self._best_effort(turn.session_id, self.conversations.append, turn)
+    def append(self, turn: Turn, also: tuple[dict, ...] = ()) -> str:
+        """Stores the turn (and `also`, atomically); returns "ok", or "suppressed" after logging why it could not."""
+        return self._best_effort(turn.session_id, self.conversations.append, turn, also)
 
     def remember(self, user_id: str, session_id: str, key: str, value: str) -> str:
         return self._best_effort(session_id, self.facts.put, user_id, key, value)
