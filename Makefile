@@ -44,6 +44,9 @@ destroy: install
 bench: install  ## reproducible measurements, saved under benchmarks/results/
 	$(PY) -m benchmarks.run
 
+reliability: install  ## rerun the reliability tests and regenerate docs/RELIABILITY.md from them
+	$(PY) -m pytest tests/integration --reliability-report docs/RELIABILITY.md
+
 lint: synth  ## cfn-lint the synthesized template
 	$(VENV)/bin/cfn-lint --non-zero-exit-code error cdk.out/*.template.json
 

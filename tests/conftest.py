@@ -9,3 +9,6 @@ os.environ.update(
     POWERTOOLS_METRICS_NAMESPACE="AgentMemory",
 )
 os.environ.pop("ANTHROPIC_API_KEY", None)
+
+# The `reliability` fixture and `--reliability-report` (docs/RELIABILITY.md, `make reliability`).
+pytest_plugins = ["reliability"]

@@ -4,18 +4,21 @@ import base64
 import binascii
 import functools
 import json
+import os
+import re
 import time
 from http import HTTPStatus
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from agent.api import FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, FactRequest, TurnRequest
 from agent.config import Settings
+from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
 from agent.observability import logger, metrics, tracer
 from agent.providers import AnthropicModel, BedrockModel, Model, ModelError, OfflineModel
 from agent.turn import run_turn
@@ -24,10 +27,19 @@ from memory.conversation import ConversationStore
 from memory.errors import MemoryUnavailable, SessionNotFound
 from memory.long_term import FactStore
 from memory.resilient import ResilientMemory
+from memory.window import WindowPolicy
 
 SECRET_CACHE_SECONDS = 300
+# OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
+# (DynamoDB partition keys stop at 2 KB), so it is no identity at all.
+USER_ID = re.compile(r"[\x20-\x7e]{1,255}")
 
 settings = Settings.from_env()
+# SnapStart snapshots the init phase once per published version, and restored environments skip it:
+# the SDK imported here (~1 s) is in the snapshot instead of in each restored environment's first
+# turn. Without SnapStart it stays lazy, so routes without a turn never pay for it.
+if settings.provider == "anthropic" and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+    import anthropic  # noqa: F401
 dynamodb = dynamodb_client()
 memory = ResilientMemory(
     conversations=ConversationStore(
@@ -36,12 +48,15 @@ memory = ResilientMemory(
     facts=FactStore(client=dynamodb, table_name=settings.long_term_table),
     logger=logger,
     max_turns=settings.max_turns,
+    window=WindowPolicy(strategy=settings.memory_strategy, max_prompt_tokens=settings.max_prompt_tokens),
     write_drill_until=settings.write_drill_until,
 )
+idempotency = Idempotency(client=dynamodb, table_name=settings.sessions_table, logger=logger)
 app = APIGatewayHttpResolver(enable_validation=True)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 FactKey = Annotated[str, Path(pattern=FACT_KEY)]
+IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", pattern=IDEMPOTENCY_KEY_PATTERN)]
 
 
 class ApiError(Exception):
@@ -81,9 +96,10 @@ def _anthropic_key_from_secret() -> str:
 def caller() -> str:
     """The authorizer's JWT claim `sub`: identity never comes from the body."""
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
-    if not claims.get("sub"):
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
         raise ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", "no identity on the request")
-    return claims["sub"]
+    return sub
 
 
 @app.get("/health")
@@ -102,10 +118,15 @@ def openapi():
 
 @app.post("/sessions/<session_id>/messages")
 @tracer.capture_method
-def post_message(session_id: SessionId, request: TurnRequest) -> dict:
+def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: IdempotencyKey = None) -> dict:
     user_id = caller()
     started = time.perf_counter()
-    result = run_turn(memory=memory, model=model(), user_id=user_id, session_id=session_id, message=request.message)
+
+    def turn(claim=None):
+        return run_turn(memory=memory, model=model(), user_id=user_id, session_id=session_id,
+                        message=request.message, idempotency=claim)
+
+    result = idempotency.turn(user_id, session_id, idempotency_key, request.message, turn) if idempotency_key else turn()
     latency_ms = (time.perf_counter() - started) * 1000
     metrics.add_metric(name="TurnLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
     metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=result.turn.usage.input_tokens)
@@ -114,7 +135,7 @@ def post_message(session_id: SessionId, request: TurnRequest) -> dict:
         "session_id": session_id,
         "reply": result.reply,
         "turn_id": result.turn.turn_id,
-        "context": {"turns": result.context_turns, "summary": False, "facts": result.context_facts},
+        "context": {"turns": result.context_turns, "summary": result.context_summary, "facts": result.context_facts},
         "memory": {"write": result.write},
     }
 
@@ -192,6 +213,18 @@ def memory_unavailable(error: MemoryUnavailable) -> Response:
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, "memory_unavailable", "memory could not be read; retry later")
 
 
+@app.exception_handler(TurnInProgress)
+def turn_in_progress(_: TurnInProgress) -> Response:
+    return _error(HTTPStatus.CONFLICT, "turn_in_progress",
+                  "a request with this Idempotency-Key is still running; retry shortly", {"Retry-After": "1"})
+
+
+@app.exception_handler(KeyReused)
+def key_reused(_: KeyReused) -> Response:
+    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency_key_reused",
+                  "this Idempotency-Key was used with another message on this session")
+
+
 @app.exception_handler(ModelError)
 def model_error(error: ModelError) -> Response:
     logger.error("model_failed", extra={"error": str(error), "transient": error.transient})
@@ -204,6 +237,12 @@ def model_error(error: ModelError) -> Response:
 @app.exception_handler(ValueError)
 def bad_request(error: ValueError) -> Response:
     return _error(HTTPStatus.BAD_REQUEST, "bad_request", str(error))
+
+
+@app.exception_handler(RecursionError)
+def too_deep(_: RecursionError) -> Response:
+    # json.loads gives up on a body nested ~1,000 levels deep (a few KB of "["): bad input, not our fault.
+    return _error(HTTPStatus.BAD_REQUEST, "malformed_json", "the body is nested too deeply")
 
 
 @app.exception_handler(RequestValidationError)

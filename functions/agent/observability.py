@@ -7,4 +7,8 @@ NAMESPACE = "AgentMemory"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
-tracer = Tracer(service=SERVICE)
+# Only what the agent calls: botocore (DynamoDB, Bedrock, Secrets Manager). The default, every
+# library X-Ray knows, imports each one installed at every cold start (sqlite3 always; httpx and
+# requests where present) for nothing: the anthropic SDK sends through its own httpx2, which X-Ray
+# cannot patch (benchmarks/cold_start.py).
+tracer = Tracer(service=SERVICE, patch_modules=("botocore",))

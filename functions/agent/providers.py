@@ -2,17 +2,32 @@
 
 The SDKs are imported inside the provider that needs them: a cold start pays only for its own."""
 
+import itertools
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from memory.turns import Usage
 
 MAX_OUTPUT_TOKENS = 1024
-# One model call, retries included, must leave room in the turn's budget (see TURN_BUDGET_SECONDS).
+# Every model call of one turn, tool loop and retries included, ends within this many seconds of
+# the memory read: infra/agent_function.py MODEL_BUDGET (4 s read + 16 s model + 4 s write + 1 s
+# = the 25 s function timeout, inside API Gateway's 29 s). Past it the turn answers 503, not a timeout.
+MODEL_BUDGET_SECONDS = 16.0
+# One attempt never waits longer than this, nor longer than what is left of the budget.
 MODEL_TIMEOUT_SECONDS = 10.0
-MODEL_MAX_RETRIES = 1
+# Our retries, not the SDK's: the SDK sleeps whatever retry-after says, however far past the budget.
+# A retry waits retry-after (when the API sends one) or 0.5 s then 1 s, and is made only if the wait
+# plus MIN_ATTEMPT_SECONDS still fits before the deadline; otherwise the failure is answered now.
+MODEL_MAX_ATTEMPTS = 3
+RETRY_BACKOFF_SECONDS = 0.5
+MIN_ATTEMPT_SECONDS = 2.0
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+# A 429 that no retry fixes: the organisation's monthly spend cap (error.details.error_code).
+SPEND_LIMIT_REACHED = "enforced_spend_limit_reached"
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
 
@@ -34,8 +49,35 @@ class ModelError(Exception):
 
 class Model(Protocol):
     def complete(
-        self, *, system: str, messages: list[dict], tools: list[dict], allow_tools: bool = True
-    ) -> ModelResponse: ...
+        self,
+        *,
+        system: str,
+        messages: list[dict],
+        tools: list[dict],
+        allow_tools: bool = True,
+        deadline: float | None = None,
+    ) -> ModelResponse:
+        """`deadline` is a time.monotonic() value; None gives the call MODEL_BUDGET_SECONDS."""
+        ...
+
+
+def with_retries(attempt: Callable[[float], ModelResponse], deadline: float | None) -> ModelResponse:
+    """Calls attempt(timeout) until it answers, a ModelError is not transient, or the budget is spent."""
+    if deadline is None:
+        deadline = time.monotonic() + MODEL_BUDGET_SECONDS
+    for number in itertools.count(1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ModelError("the turn's model budget is spent", transient=True)
+        try:
+            return attempt(min(MODEL_TIMEOUT_SECONDS, remaining))
+        except ModelError as failure:
+            wait = failure.retry_after if failure.retry_after is not None else RETRY_BACKOFF_SECONDS * 2 ** (number - 1)
+            if not failure.transient or number == MODEL_MAX_ATTEMPTS or (
+                time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline
+            ):
+                raise
+            time.sleep(wait)
 
 
 class AnthropicModel:
@@ -45,35 +87,49 @@ class AnthropicModel:
         import anthropic
 
         self._anthropic = anthropic
-        self._client = anthropic.Anthropic(
-            api_key=api_key, timeout=MODEL_TIMEOUT_SECONDS, max_retries=MODEL_MAX_RETRIES
-        )
+        self._client = anthropic.Anthropic(api_key=api_key, timeout=MODEL_TIMEOUT_SECONDS, max_retries=0)
         self._model_id = model_id
 
-    def complete(self, *, system, messages, tools, allow_tools=True) -> ModelResponse:
-        errors = self._anthropic
-        try:
-            response = self._client.messages.create(
-                model=self._model_id,
-                max_tokens=MAX_OUTPUT_TOKENS,
-                system=system,
-                messages=messages,
-                tools=tools,
-                tool_choice={"type": "auto" if allow_tools else "none"},
+    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None) -> ModelResponse:
+        def attempt(timeout: float) -> ModelResponse:
+            try:
+                response = self._client.messages.create(
+                    model=self._model_id,
+                    max_tokens=MAX_OUTPUT_TOKENS,
+                    system=system,
+                    messages=messages,
+                    tools=tools,
+                    tool_choice={"type": "auto" if allow_tools else "none"},
+                    timeout=timeout,
+                )
+            except self._anthropic.APIError as error:
+                raise _anthropic_failure(self._anthropic, error) from error
+            return ModelResponse(
+                content=[block.model_dump(exclude_none=True) for block in response.content],
+                stop_reason=response.stop_reason,
+                usage=Usage(response.usage.input_tokens, response.usage.output_tokens),
             )
-        except errors.APIStatusError as error:
-            raise ModelError(
-                f"anthropic returned {error.status_code}",
-                transient=error.status_code in (408, 429, 500, 502, 503, 504, 529),
-                retry_after=_retry_after(error.response.headers),
-            ) from error
-        except (errors.APIConnectionError, errors.APITimeoutError) as error:
-            raise ModelError(type(error).__name__, transient=True) from error
-        return ModelResponse(
-            content=[block.model_dump(exclude_none=True) for block in response.content],
-            stop_reason=response.stop_reason,
-            usage=Usage(response.usage.input_tokens, response.usage.output_tokens),
-        )
+
+        return with_retries(attempt, deadline)
+
+
+def _anthropic_failure(anthropic, error) -> ModelError:
+    if isinstance(error, anthropic.APIConnectionError):  # timeouts and resets included
+        return ModelError(type(error).__name__, transient=True)
+    if not isinstance(error, anthropic.APIStatusError):  # an answer the SDK could not read
+        return ModelError(type(error).__name__, transient=False)
+    hint = error.response.headers.get("x-should-retry")
+    if error.error_code == SPEND_LIMIT_REACHED:
+        transient = False
+    elif hint in ("true", "false"):
+        transient = hint == "true"
+    else:
+        transient = error.status_code in RETRYABLE_STATUSES
+    return ModelError(
+        f"anthropic returned {error.status_code} {error.error_code or error.type or ''}".strip(),
+        transient=transient,
+        retry_after=_retry_after(error.response.headers),
+    )
 
 
 class BedrockModel:
@@ -88,12 +144,12 @@ class BedrockModel:
             config=Config(
                 read_timeout=MODEL_TIMEOUT_SECONDS,
                 connect_timeout=2,
-                retries={"mode": "standard", "total_max_attempts": MODEL_MAX_RETRIES + 1},
+                retries={"mode": "standard", "total_max_attempts": 1},  # with_retries retries
             ),
         )
         self._model_id = model_id
 
-    def complete(self, *, system, messages, tools, allow_tools=True) -> ModelResponse:
+    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None) -> ModelResponse:
         from botocore.exceptions import BotoCoreError, ClientError
 
         body = {
@@ -104,22 +160,27 @@ class BedrockModel:
             "tools": tools,
             "tool_choice": {"type": "auto" if allow_tools else "none"},
         }
-        try:
-            raw = self._client.invoke_model(modelId=self._model_id, body=json.dumps(body))
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            raise ModelError(
-                f"bedrock returned {code}",
-                transient=code in ("ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException", "InternalServerException"),
-            ) from error
-        except BotoCoreError as error:
-            raise ModelError(type(error).__name__, transient=True) from error
-        response = json.loads(raw["body"].read())
-        return ModelResponse(
-            content=response["content"],
-            stop_reason=response["stop_reason"],
-            usage=Usage(response["usage"]["input_tokens"], response["usage"]["output_tokens"]),
-        )
+
+        def attempt(_timeout: float) -> ModelResponse:
+            # boto3 has no per-call timeout: the client's read timeout bounds each attempt.
+            try:
+                raw = self._client.invoke_model(modelId=self._model_id, body=json.dumps(body))
+            except ClientError as error:
+                code = error.response["Error"]["Code"]
+                raise ModelError(
+                    f"bedrock returned {code}",
+                    transient=code in ("ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException", "InternalServerException"),
+                ) from error
+            except BotoCoreError as error:
+                raise ModelError(type(error).__name__, transient=True) from error
+            response = json.loads(raw["body"].read())
+            return ModelResponse(
+                content=response["content"],
+                stop_reason=response["stop_reason"],
+                usage=Usage(response["usage"]["input_tokens"], response["usage"]["output_tokens"]),
+            )
+
+        return with_retries(attempt, deadline)
 
 
 REMEMBER = re.compile(r"remember that my (?P<key>[\w ]+?) is (?P<value>.+?)[.!]?$", re.IGNORECASE)
@@ -139,7 +200,7 @@ class OfflineModel:
     It reads what memory gave it (earlier turns in the messages, facts in the system prompt) and
     turns "remember that my X is Y" / "forget my X" into real tool calls."""
 
-    def complete(self, *, system, messages, tools, allow_tools=True) -> ModelResponse:
+    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None) -> ModelResponse:
         last = messages[-1]["content"]
         usage = Usage(
             input_tokens=(len(system) + len(json.dumps(messages))) // CHARS_PER_TOKEN,

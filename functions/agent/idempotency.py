@@ -1,0 +1,181 @@
+"""Idempotent turns: a retried POST with the same Idempotency-Key gets the first answer back.
+
+Our own conditional writes in the sessions table, not Powertools idempotency, because:
+- the record lives in the session's own partition (sk IDEMPOTENCY#<sha256 of the key>), so deleting
+  the session or the user (DELETE /me) erases the stored reply with the turns, one user's key can
+  never meet another's, and there is no extra table, grant or TTL to deploy;
+- the finished record is written in the same TransactWriteItems as the turn: a stored turn and its
+  replay record exist together or not at all, so a retry can never store a second turn;
+- a failure of the record must never fail the turn (it is a memory write like any other), while
+  Powertools fails the request with IdempotencyPersistenceLayerError when its table fails.
+A request without the header costs nothing: none of this runs.
+
+The record has two states. `running`: claimed with a conditional PutItem before the turn starts;
+a retry meanwhile gets 409. It expires after RUNNING_SECONDS, longer than the function may run, so
+an expired claim means the first attempt died. `done`: stored with the turn, kept REPLAY_SECONDS; a
+retry gets the stored reply and the model is not called. When the turn fails (memory read, model)
+or its append is suppressed, the claim is released, so the client's retry runs the turn again.
+If the claim itself cannot be written, the turn runs anyway (logged as memory_write_suppressed):
+idempotency degrades to at-least-once, the turn never fails for it.
+"""
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from agent.turn import TurnResult
+from memory.conversation import session_key
+from memory.turns import Turn
+
+# Printable ASCII without spaces: UUIDs, ULIDs, base64 tokens.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
+# The function times out after 25 s (infra/agent_function.py): a claim older than this is dead.
+RUNNING_SECONDS = 60
+REPLAY_SECONDS = 24 * 3600
+RUNNING, DONE = "running", "done"
+
+
+class TurnInProgress(Exception):
+    """The first request with this key is still running."""
+
+
+class KeyReused(Exception):
+    """The key was already used with another message on this session."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    table: str
+    pk: str
+    sk: str
+    request: str  # sha256 of the message: the same key must come with the same message
+    token: str | None  # proves the running record is ours; None when it could not be written
+    done_expires_at: int
+
+    def record(self, turn: Turn, reply: str, context_turns: int, context_facts: int, context_summary: bool) -> dict:
+        """The finished record, as a TransactItem to store with the turn."""
+        item = {
+            "pk": {"S": self.pk},
+            "sk": {"S": self.sk},
+            "state": {"S": DONE},
+            "request": {"S": self.request},
+            "turn_id": {"S": turn.turn_id},
+            "created_at": {"S": turn.created_at},
+            "reply": {"S": reply},
+            "context_turns": {"N": str(context_turns)},
+            "context_facts": {"N": str(context_facts)},
+            "context_summary": {"BOOL": context_summary},
+            "expires_at": {"N": str(self.done_expires_at)},
+        }
+        return {"Put": {"TableName": self.table, "Item": item}}
+
+
+class Idempotency:
+    def __init__(self, *, client, table_name: str, logger, clock=time.time):
+        self._client = client
+        self._table = table_name
+        self._logger = logger
+        self._clock = clock
+
+    def turn(
+        self, user_id: str, session_id: str, key: str, message: str, run: Callable[[Claim], TurnResult]
+    ) -> TurnResult:
+        """The stored result of the first turn with `key`, or run(claim) if there is none.
+
+        Raises TurnInProgress (409) or KeyReused (422)."""
+        claim = self._claim(user_id, session_id, key, message)
+        if isinstance(claim, TurnResult):
+            return claim
+        result = None
+        try:
+            result = run(claim)
+            return result
+        finally:
+            if result is None or result.write != "ok":
+                self._release(claim, session_id)
+
+    def _claim(self, user_id: str, session_id: str, key: str, message: str) -> Claim | TurnResult:
+        now = int(self._clock())
+        claim = Claim(
+            table=self._table,
+            pk=session_key(user_id, session_id),
+            sk=IDEMPOTENCY_PREFIX + _sha256(key),
+            request=_sha256(message),
+            token=secrets.token_hex(16),
+            done_expires_at=now + REPLAY_SECONDS,
+        )
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": claim.pk},
+                    "sk": {"S": claim.sk},
+                    "state": {"S": RUNNING},
+                    "request": {"S": claim.request},
+                    "token": {"S": claim.token},
+                    "expires_at": {"N": str(now + RUNNING_SECONDS)},
+                },
+                # Expired records are absent, whether or not TTL has deleted them yet.
+                ConditionExpression="attribute_not_exists(sk) OR expires_at <= :now",
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return _existing(user_id, session_id, claim, error.response["Item"])
+            self._suppressed(session_id, error)
+            return replace(claim, token=None)
+        except BotoCoreError as error:
+            self._suppressed(session_id, error)
+            return replace(claim, token=None)
+        return claim
+
+    def _release(self, claim: Claim, session_id: str) -> None:
+        """Deletes the running record if it is still ours (not replaced by the turn's done record)."""
+        if not claim.token:
+            return
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={"pk": {"S": claim.pk}, "sk": {"S": claim.sk}},
+                ConditionExpression="#token = :token",
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues={":token": {"S": claim.token}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                self._suppressed(session_id, error)
+        except BotoCoreError as error:
+            self._suppressed(session_id, error)
+
+    def _suppressed(self, session_id: str, error: Exception) -> None:
+        self._logger.warning(
+            "memory_write_suppressed",
+            extra={"session_id": session_id, "error": type(error).__name__, "record": "idempotency"},
+        )
+
+
+def _existing(user_id: str, session_id: str, claim: Claim, item: dict) -> TurnResult:
+    if item["request"]["S"] != claim.request:
+        raise KeyReused()
+    if item["state"]["S"] != DONE:
+        raise TurnInProgress()
+    # A replay used no tokens: its usage stays zero, and its messages are in the stored turn.
+    turn = Turn(user_id=user_id, session_id=session_id, turn_id=item["turn_id"]["S"], created_at=item["created_at"]["S"])
+    return TurnResult(
+        turn=turn,
+        reply=item["reply"]["S"],
+        context_turns=int(item["context_turns"]["N"]),
+        context_facts=int(item["context_facts"]["N"]),
+        context_summary=item["context_summary"]["BOOL"],
+        write="ok",
+    )
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,0 +1,171 @@
+"""Model faults: the real anthropic SDK (AnthropicModel) against a fake Messages API on 127.0.0.1,
+through the local stack. Retries are bounded by the turn's model budget; then 503 (transient, with
+Retry-After when the API gave one) or 502 (not worth retrying); nothing of the turn is stored."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from agent import turn as turn_module
+from agent.providers import MODEL_MAX_ATTEMPTS, AnthropicModel
+from conftest import as_user
+from local.dynamodb import free_port
+
+# Memory read (4 s) and overhead on top of the model's budget: infra/agent_function.py.
+MEMORY_READ_AND_OVERHEAD_SECONDS = 5
+TEST_MODEL_BUDGET_SECONDS = 3.0
+
+
+def error(status: int, error_type: str, headers: dict | None = None, error_code: str | None = None):
+    body = {"type": "error", "error": {"type": error_type, "message": "injected"}}
+    if error_code:
+        body["error"]["details"] = {"error_code": error_code}
+    return status, headers or {}, body
+
+
+OK = (200, {}, {
+    "id": "msg_fake", "type": "message", "role": "assistant", "model": "claude-test",
+    "content": [{"type": "text", "text": "hello from the fake API"}],
+    "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 6},
+})
+HANG = "hang"
+
+
+def rate_limited(seconds: int):
+    return error(429, "rate_limit_error", {"retry-after": str(seconds)})
+
+
+OVERLOADED = error(529, "overloaded_error")
+SERVER_ERROR = error(500, "api_error")
+UNAUTHORIZED = error(401, "authentication_error")
+SPEND_LIMIT = error(429, "rate_limit_error", error_code="enforced_spend_limit_reached")
+
+
+class FakeMessagesAPI:
+    """Answers POST /v1/messages from a script, one answer per request; the last one repeats."""
+
+    def __init__(self):
+        self.script: list = []
+        self.requests = 0
+        self.release = threading.Event()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                api.requests += 1
+                answer = api.script.pop(0) if len(api.script) > 1 else api.script[0]
+                if answer == HANG:
+                    api.release.wait(30)
+                    return
+                status, headers, body = answer
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                for name, value in {"content-type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def fake_api(handler, monkeypatch):
+    """The handler's model is AnthropicModel, talking to a fake Messages API."""
+    api = FakeMessagesAPI()
+    threading.Thread(target=api.server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    model = AnthropicModel(api_key="test-key", model_id="claude-test")
+    monkeypatch.setattr(handler, "model", lambda: model)
+    yield api
+    api.release.set()
+    api.server.shutdown()
+    api.server.server_close()
+
+
+def say(api, user, message="hello"):
+    return api.post("/sessions/s/messages", json={"message": message}, headers=as_user(user))
+
+
+def nothing_stored(api, user) -> bool:
+    return (
+        api.get("/sessions/s/messages", headers=as_user(user)).status_code == 404
+        and api.get("/sessions", headers=as_user(user)).json() == {"sessions": []}
+    )
+
+
+# name, script, expected status, expected error code, expected Retry-After, expected requests
+CASES = [
+    ("429 with retry-after 1 s, then success", [rate_limited(1), OK], 200, None, None, 2),
+    ("500, then success", [SERVER_ERROR, OK], 200, None, None, 2),
+    ("529 overloaded, then success", [OVERLOADED, OK], 200, None, None, 2),
+    ("429 with retry-after 1 s, every time", [rate_limited(1)], 503, "model_unavailable", "1", MODEL_MAX_ATTEMPTS),
+    ("429 with retry-after 60 s (past the budget)", [rate_limited(60)], 503, "model_unavailable", "60", 1),
+    ("529 overloaded, every time", [OVERLOADED], 503, "model_unavailable", None, MODEL_MAX_ATTEMPTS),
+    ("500, every time", [SERVER_ERROR], 503, "model_unavailable", None, MODEL_MAX_ATTEMPTS),
+    ("401 invalid API key", [UNAUTHORIZED], 502, "model_error", None, 1),
+    ("429 monthly spend limit reached", [SPEND_LIMIT], 502, "model_error", None, 1),
+]
+
+
+@pytest.mark.parametrize("name,script,status,code,retry_after,requests", CASES, ids=[c[0] for c in CASES])
+def test_model_faults_are_retried_within_the_budget_then_answered_clearly(
+    api, user, fake_api, reliability, name, script, status, code, retry_after, requests
+):
+    # Given a Messages API that answers as scripted
+    fake_api.script = list(script)
+    # When a turn is sent
+    response = say(api, user)
+    # Then the turn gets the expected answer, after exactly the expected number of attempts
+    assert response.status_code == status, response.text
+    assert fake_api.requests == requests
+    if status == 200:
+        assert response.json()["reply"] == "hello from the fake API"
+        assert response.json()["memory"] == {"write": "ok"}
+    else:
+        assert response.json()["error"] == code
+        assert response.headers.get("retry-after") == retry_after
+        # And nothing of the failed turn is stored
+        assert nothing_stored(api, user)
+    outcome = f"{status}" + (f" {code}" if code else " with the reply") + (f", Retry-After {retry_after}" if retry_after else "")
+    reliability("Model faults", f"Anthropic: {name}", f"{outcome}; {requests} request(s) made" + ("; nothing stored" if code else ""))
+
+
+def test_a_model_that_never_answers_ends_within_the_budget(api, user, fake_api, monkeypatch, reliability):
+    # Given a short model budget and a Messages API that never answers
+    monkeypatch.setattr(turn_module, "MODEL_BUDGET_SECONDS", TEST_MODEL_BUDGET_SECONDS)
+    fake_api.script = [HANG]
+    # When a turn is sent
+    started = time.monotonic()
+    response = say(api, user)
+    elapsed = time.monotonic() - started
+    # Then it is a 503 inside the turn's budget, not a gateway timeout, and nothing is stored
+    assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
+    assert elapsed < TEST_MODEL_BUDGET_SECONDS + MEMORY_READ_AND_OVERHEAD_SECONDS
+    assert fake_api.requests == 1 and nothing_stored(api, user)
+    reliability("Model faults", f"Anthropic: read timeout (model budget set to {TEST_MODEL_BUDGET_SECONDS:g} s)",
+                f"503 model_unavailable after {elapsed:.1f} s, 1 request (no time left to retry); nothing stored")
+
+
+def test_an_unreachable_model_is_503(api, user, handler, monkeypatch, reliability):
+    # Given an API endpoint where nothing listens
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    model = AnthropicModel(api_key="test-key", model_id="claude-test")
+    monkeypatch.setattr(handler, "model", lambda: model)
+    # When a turn is sent
+    response = say(api, user)
+    # Then 503 after bounded retries, and nothing is stored
+    assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
+    assert nothing_stored(api, user)
+    reliability("Model faults", "Anthropic: connection refused", f"503 model_unavailable after {MODEL_MAX_ATTEMPTS} attempts; nothing stored")
