@@ -1,0 +1,1 @@
+"""Reproducible measurements of the agent: `python -m benchmarks.run` (make bench)."""
