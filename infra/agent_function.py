@@ -56,6 +56,53 @@ METRICS_NAMESPACE = "AgentMemory"
 ALIAS_NAME = "live"
 
 
+def python_function(
+    scope: Construct,
+    *,
+    handler: str,
+    timeout: Duration,
+    code_dir: Path,
+    layers: list[lambda_.ILayerVersion],
+    environment: Mapping[str, str],
+    **props,
+) -> tuple[lambda_.Function, logs.LogGroup]:
+    """One of the stack's Python functions (in `scope`, as Logs, Role and Function): the shared code
+    asset and layer, arm64, JSON logs with retention, X-Ray, and a role that holds only its grants."""
+    log_group = logs.LogGroup(scope, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
+    # An explicit role without AWS managed policies: the stack grants exactly what is used.
+    role = iam.Role(scope, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    log_group.grant_write(role)
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="X-Ray active tracing (xray:PutTraceSegments, xray:PutTelemetryRecords) and, for a "
+            "stream consumer, dynamodb:ListStreams support no resource-level permissions. No data "
+            "action has a wildcard resource.",
+        )
+    )
+    function = lambda_.Function(
+        scope,
+        "Function",
+        runtime=RUNTIME,
+        architecture=ARCHITECTURE,
+        handler=handler,
+        code=lambda_.Code.from_asset(str(code_dir), exclude=CODE_EXCLUDES),
+        layers=layers,
+        memory_size=MEMORY_SIZE_MB,
+        timeout=timeout,
+        role=role,
+        environment={"SESSION_TTL_DAYS": str(SESSION_TTL_DAYS), "MEMORY_MAX_TURNS": str(MEMORY_MAX_TURNS),
+                     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, **environment},
+        log_group=log_group,
+        logging_format=lambda_.LoggingFormat.JSON,
+        application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+        system_log_level_v2=lambda_.SystemLogLevel.WARN,
+        tracing=lambda_.Tracing.ACTIVE,
+        **props,
+    )
+    return function, log_group
+
+
 class AgentFunction(Construct):
     """Exposes `function` (for metrics and grants) and `alias` (what the API invokes)."""
 
@@ -70,36 +117,13 @@ class AgentFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
-        )
-        # An explicit role without AWS managed policies: the stack grants exactly what is used.
-        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
-        self.log_group.grant_write(role)
-
-        self.function = lambda_.Function(
+        self.function, self.log_group = python_function(
             self,
-            "Function",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(str(code_dir), exclude=CODE_EXCLUDES),
-            layers=layers,
-            memory_size=MEMORY_SIZE_MB,
             timeout=TIMEOUT,
-            role=role,
-            environment={
-                "SESSION_TTL_DAYS": str(SESSION_TTL_DAYS),
-                "MEMORY_MAX_TURNS": str(MEMORY_MAX_TURNS),
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                **environment,
-            },
-            log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
-            system_log_level_v2=lambda_.SystemLogLevel.WARN,
-            tracing=lambda_.Tracing.ACTIVE,
+            code_dir=code_dir,
+            layers=layers,
+            environment={"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, **environment},
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
             # A replaced version is deleted, so no snapshot of old code stays cached (and billed).
             current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
@@ -112,12 +136,5 @@ class AgentFunction(Construct):
                 id="Annotation::@aws-cdk/aws-lambda:snapStartRequirePublish",
                 reason="current_version publishes a version whenever code or configuration "
                 "changes, and the API invokes only that version, through the alias.",
-            )
-        )
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="X-Ray active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords "
-                "support no resource-level permissions. No data action has a wildcard resource.",
             )
         )

@@ -13,6 +13,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra.agent_function import METRICS_NAMESPACE, SERVICE_NAME
+from infra.compactor import SERVICE_NAME as COMPACTOR_SERVICE_NAME
+from infra.compactor import Compactor
 
 # The structured event the memory library logs on a failed, suppressed write (one JSON line).
 SUPPRESSED_WRITE_PATTERN = '{ $.message = "memory_write_suppressed" }'
@@ -36,6 +38,7 @@ class Monitoring(Construct):
         function: lambda_.IFunction,
         stage: apigwv2.HttpStage,
         alarm_email: str | None,
+        compactor: Compactor | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -77,15 +80,33 @@ class Monitoring(Construct):
         self.alarm.add_alarm_action(action)
         self.alarm.add_ok_action(action)
 
+        # A session whose compaction failed after every retry: its turns are safe, its prompt falls
+        # back to the budgeted window, and someone should look at the compactor's logs.
+        self.compaction_alarm = None
+        if compactor is not None:
+            self.compaction_alarm = compactor.dead_letters.metric_approximate_number_of_messages_visible(
+                period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
+            ).create_alarm(
+                self,
+                "CompactionDeadLettersAlarm",
+                alarm_description="Compactions failed after their retries: see the compactor's compaction_failed logs.",
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            self.compaction_alarm.add_alarm_action(action)
+            self.compaction_alarm.add_ok_action(action)
+
         self.dashboard = self._dashboard(function=function, stage=stage)
 
     def _dashboard(self, *, function: lambda_.IFunction, stage: apigwv2.HttpStage) -> cloudwatch.Dashboard:
-        def agent_metric(name: str, statistic: str) -> cloudwatch.Metric:
+        def agent_metric(name: str, statistic: str, service: str = SERVICE_NAME) -> cloudwatch.Metric:
             # Powertools' EMF metrics carry the service name as their only dimension.
             return cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=name,
-                dimensions_map={"service": SERVICE_NAME},
+                dimensions_map={"service": service},
                 statistic=statistic,
                 period=DASHBOARD_PERIOD,
                 label=f"{name} {statistic}",
@@ -116,4 +137,13 @@ class Monitoring(Construct):
                 left=[agent_metric(name, cloudwatch.Stats.SUM) for name in ("InputTokens", "OutputTokens")],
             ),
         )
+        if self.compaction_alarm is not None:
+            dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title="Compactions",
+                    left=[agent_metric(name, cloudwatch.Stats.SUM, COMPACTOR_SERVICE_NAME)
+                          for name in ("Compactions", "CompactionFailed")],
+                ),
+                cloudwatch.AlarmWidget(title="Compactions dead-lettered", alarm=self.compaction_alarm),
+            )
         return dashboard

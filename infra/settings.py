@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from constructs import Node
 
 PROVIDERS = ("anthropic", "bedrock", "offline")
+# memory.window.STRATEGIES (the app runs without functions/ on its path; a test keeps them equal).
+STRATEGIES = ("last_k", "token_budget", "compaction")
 
 # The global cross-region inference profile works from any commercial region; Bedrock serves
 # current Claude models only through inference profiles.
@@ -25,6 +27,8 @@ SECONDS_PER_MINUTE = 60
 class Settings:
     model_provider: str = "anthropic"
     model_id: str = DEFAULT_MODEL_IDS["anthropic"]
+    # The deployed default keeps older turns as a summary; it adds the stream-fed compactor Lambda.
+    memory_strategy: str = "compaction"
     alarm_email: str | None = None
     # Epoch seconds until which every memory write fails (staging alarm drill); None = off.
     memory_write_drill_until: int | None = None
@@ -35,6 +39,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.model_provider not in PROVIDERS:
             raise ValueError(f"modelProvider must be one of {PROVIDERS}, got {self.model_provider!r}")
+        if self.memory_strategy not in STRATEGIES:
+            raise ValueError(f"memoryStrategy must be one of {STRATEGIES}, got {self.memory_strategy!r}")
         if bool(self.jwt_issuer) != bool(self.jwt_audience):
             raise ValueError("jwtIssuer and jwtAudience go together")
 
@@ -54,6 +60,7 @@ class Settings:
         return cls(
             model_provider=provider,
             model_id=get("modelId") or DEFAULT_MODEL_IDS.get(provider, ""),
+            memory_strategy=get("memoryStrategy") or cls.memory_strategy,
             alarm_email=get("alarmEmail"),
             memory_write_drill_until=drill_until,
             jwt_issuer=get("jwtIssuer"),

@@ -8,6 +8,7 @@ from constructs import Construct
 from infra.agent_function import ARCHITECTURE, RUNTIME, AgentFunction
 from infra.api import AgentApi
 from infra.auth import UserPoolAuth
+from infra.compactor import Compactor
 from infra.layer import DependencyLayer
 from infra.model_access import ModelAccess
 from infra.monitoring import Monitoring
@@ -31,21 +32,26 @@ class AgentStack(Stack):
         drill = {}
         if settings.memory_write_drill_until is not None:
             drill = {"MEMORY_WRITE_DRILL_UNTIL": str(settings.memory_write_drill_until)}
+        environment = {
+            "SESSIONS_TABLE_NAME": tables.sessions.table_name,
+            "LONG_TERM_TABLE_NAME": tables.long_term.table_name,
+            "MEMORY_STRATEGY": settings.memory_strategy,
+            **model.environment,
+        }
         agent = AgentFunction(
-            self,
-            "Agent",
-            code_dir=CODE_DIR,
-            layers=[layer.layer],
-            environment={
-                "SESSIONS_TABLE_NAME": tables.sessions.table_name,
-                "LONG_TERM_TABLE_NAME": tables.long_term.table_name,
-                **model.environment,
-                **drill,
-            },
+            self, "Agent", code_dir=CODE_DIR, layers=[layer.layer], environment={**environment, **drill}
         )
-
         tables.grant_data(agent.function)
         model.grant_invoke(agent.function)
+
+        compactor = None
+        if settings.memory_strategy == "compaction":
+            compactor = Compactor(
+                self, "Compactor", sessions=tables.sessions, code_dir=CODE_DIR, layers=[layer.layer],
+                environment=environment,
+            )
+            tables.grant_compaction(compactor.function)
+            model.grant_invoke(compactor.function)
 
         if settings.jwt_issuer:
             issuer, audience = settings.jwt_issuer, list(settings.jwt_audience)
@@ -63,6 +69,7 @@ class AgentStack(Stack):
             function=agent.function,
             stage=api.stage,
             alarm_email=settings.alarm_email,
+            compactor=compactor,
         )
 
         CfnOutput(self, "ApiUrl", value=api.url)

@@ -20,6 +20,8 @@ TABLE_DATA_ACTIONS = [
     "dynamodb:BatchWriteItem",
 ]
 INDEX_DATA_ACTIONS = ["dynamodb:Query"]
+# The compactor reads a session's turns and writes its summary in a conditional transaction.
+COMPACTION_ACTIONS = ["dynamodb:Query", "dynamodb:ConditionCheckItem", "dynamodb:PutItem"]
 
 
 def _string_key(name: str) -> dynamodb.Attribute:
@@ -64,7 +66,7 @@ class MemoryTables(Construct):
             "Sessions",
             table_schema=schema.SESSIONS,
             removal_policy=RemovalPolicy.DESTROY,
-            # For the compactor to come: it summarises new turns as they are written.
+            # The compactor summarises new turns as they are written (infra/compactor.py).
             stream=dynamodb.StreamViewType.NEW_IMAGE,
         )
         Validations.of(self.sessions).acknowledge(
@@ -101,3 +103,7 @@ class MemoryTables(Construct):
         )
         if index_arns:
             iam.Grant.add_to_principal(grantee=grantee, actions=INDEX_DATA_ACTIONS, resource_arns=index_arns)
+
+    def grant_compaction(self, grantee: iam.IGrantable) -> None:
+        """The compactor's data actions, on the sessions table only (stream reads come with its mapping)."""
+        iam.Grant.add_to_principal(grantee=grantee, actions=COMPACTION_ACTIONS, resource_arns=[self.sessions.table_arn])

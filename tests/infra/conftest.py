@@ -16,6 +16,7 @@ import aws_cdk as cdk  # noqa: E402  (after the banner switch above)
 import app as cdk_app  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AGENT_HANDLER, COMPACTOR_HANDLER = "agent.handler.lambda_handler", "compactor.handler.lambda_handler"
 
 # Every optional switch turned away from its default at once: one extra synth covers them all.
 VARIANT_CONTEXT = {
@@ -24,6 +25,7 @@ VARIANT_CONTEXT = {
     "alarmDrillMinutes": "15",
     "jwtIssuer": "https://issuer.example.com/tenant",
     "jwtAudience": "agent-api,agent-cli",
+    "memoryStrategy": "token_budget",
 }
 
 
@@ -41,9 +43,21 @@ class Synth:
         (resource,) = self.resources(resource_type).values()
         return resource
 
-    def function_environment(self) -> dict[str, str]:
-        """The agent's environment as Lambda would see it, each `Ref` replaced by a stand-in."""
-        variables = self.one("AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+    def alarm(self, metric_name: str = "MemoryWriteSuppressed") -> dict:
+        """The alarm on `metric_name` (the suppressed-writes alarm by default)."""
+        (alarm,) = [a for a in self.resources("AWS::CloudWatch::Alarm").values()
+                    if a["Properties"].get("MetricName") == metric_name]
+        return alarm
+
+    def function(self, handler: str = AGENT_HANDLER) -> dict:
+        """The function resource that runs `handler` (the agent's by default)."""
+        (function,) = [f for f in self.resources("AWS::Lambda::Function").values()
+                       if f["Properties"]["Handler"] == handler]
+        return function
+
+    def function_environment(self, handler: str = AGENT_HANDLER) -> dict[str, str]:
+        """A function's environment as Lambda would see it, each `Ref` replaced by a stand-in."""
+        variables = self.function(handler)["Properties"]["Environment"]["Variables"]
         return {
             name: f"resolved-{value['Ref']}" if isinstance(value, dict) else value
             for name, value in variables.items()

@@ -145,7 +145,7 @@ def test_a_stored_write_logs_nothing_the_filter_counts(log_lines):
 
 def test_each_selected_line_adds_one_to_the_metric_the_alarm_watches(synth):
     (transformation,) = synth.one("AWS::Logs::MetricFilter")["Properties"]["MetricTransformations"]
-    alarm = synth.one("AWS::CloudWatch::Alarm")["Properties"]
+    alarm = synth.alarm()["Properties"]
 
     assert transformation == {
         "MetricName": "MemoryWriteSuppressed",

@@ -60,7 +60,7 @@ def test_layer_requirements_pin_every_package():
 
 def test_synthesized_layer_matches_the_function(synth):
     (layer,) = check_layer.find_layers(synth.outdir)
-    function = synth.one("AWS::Lambda::Function")["Properties"]
+    function = synth.function()["Properties"]
 
     assert layer.target == Target(python=function["Runtime"].removeprefix("python"), machine="aarch64")
 

@@ -11,6 +11,7 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-DDB3",
     "AwsSolutions-IAM5[Resource::*]",
     "AwsSolutions-SMG4",
+    "AwsSolutions-SQS3",
     "AwsSolutions-COG2",
     "AwsSolutions-COG8",
     "AwsSolutions-APIG4",

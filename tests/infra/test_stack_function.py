@@ -15,7 +15,7 @@ def newest_python_runtime() -> str:
 
 
 def test_function_runs_the_newest_python_on_arm64_with_the_layer(synth):
-    function = synth.one("AWS::Lambda::Function")["Properties"]
+    function = synth.function()["Properties"]
     layer_id = next(iter(synth.resources("AWS::Lambda::LayerVersion")))
     layer = synth.template["Resources"][layer_id]["Properties"]
 
@@ -27,7 +27,7 @@ def test_function_runs_the_newest_python_on_arm64_with_the_layer(synth):
 
 
 def test_code_asset_is_the_functions_folder_without_bytecode(synth):
-    code_key = synth.one("AWS::Lambda::Function")["Properties"]["Code"]["S3Key"]
+    code_key = synth.function()["Properties"]["Code"]["S3Key"]
     staged = synth.outdir / f"asset.{code_key.removesuffix('.zip')}"
 
     assert (staged / "agent" / "handler.py").is_file()
@@ -36,7 +36,7 @@ def test_code_asset_is_the_functions_folder_without_bytecode(synth):
 
 
 def test_whole_turn_budget_fits_inside_the_api_integration_timeout(synth):
-    function = synth.one("AWS::Lambda::Function")["Properties"]
+    function = synth.function()["Properties"]
     integration = synth.one("AWS::ApiGatewayV2::Integration")["Properties"]
     budget = sum(
         d.to_seconds()
@@ -55,7 +55,7 @@ def test_whole_turn_budget_fits_inside_the_api_integration_timeout(synth):
 
 
 def test_logs_are_json_into_a_log_group_with_retention_and_tracing_is_active(synth):
-    function = synth.one("AWS::Lambda::Function")["Properties"]
+    function = synth.function()["Properties"]
     log_group_id = function["LoggingConfig"]["LogGroup"]["Ref"]
     log_group = synth.template["Resources"][log_group_id]["Properties"]
 
@@ -66,7 +66,7 @@ def test_logs_are_json_into_a_log_group_with_retention_and_tracing_is_active(syn
 
 
 def test_snapstart_applies_to_published_versions_and_the_api_invokes_the_alias(synth):
-    function = synth.one("AWS::Lambda::Function")["Properties"]
+    function = synth.function()["Properties"]
     version_id, version = next(iter(synth.resources("AWS::Lambda::Version").items()))
     alias_id, alias = next(iter(synth.resources("AWS::Lambda::Alias").items()))
     integration = synth.one("AWS::ApiGatewayV2::Integration")["Properties"]

@@ -3,7 +3,8 @@
 import re
 from pathlib import Path
 
-from infra.tables import INDEX_DATA_ACTIONS, TABLE_DATA_ACTIONS
+from conftest import AGENT_HANDLER, COMPACTOR_HANDLER
+from infra.tables import COMPACTION_ACTIONS, INDEX_DATA_ACTIONS, TABLE_DATA_ACTIONS
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -28,8 +29,13 @@ OPERATION_ACTIONS = {
 }
 
 
-def statements(synth) -> list[dict]:
-    (policy,) = synth.resources("AWS::IAM::Policy").values()
+def role_id(synth, handler: str = AGENT_HANDLER) -> str:
+    return synth.function(handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+
+
+def statements(synth, handler: str = AGENT_HANDLER) -> list[dict]:
+    (policy,) = [p for p in synth.resources("AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": role_id(synth, handler)}]]
     return policy["Properties"]["PolicyDocument"]["Statement"]
 
 
@@ -37,8 +43,8 @@ def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def statement_for(synth, action: str) -> dict:
-    (statement,) = [s for s in statements(synth) if action in as_list(s["Action"])]
+def statement_for(synth, action: str, handler: str = AGENT_HANDLER) -> dict:
+    (statement,) = [s for s in statements(synth, handler) if action in as_list(s["Action"])]
     return statement
 
 
@@ -100,24 +106,27 @@ def test_bedrock_variant_may_invoke_only_the_configured_model(variant):
     assert not any(s for s in statements(variant) if "secretsmanager:GetSecretValue" in as_list(s["Action"]))
 
 
-def test_only_xray_has_a_wildcard_resource_and_no_managed_policy_is_attached(synth, variant):
-    for template in (synth, variant):
-        wildcard = [s for s in statements(template) if s["Resource"] == "*"]
-        xray = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
-        assert [sorted(s["Action"]) for s in wildcard] == [xray]
-        (role,) = template.resources("AWS::IAM::Role").values()
+def test_only_xray_and_list_streams_have_a_wildcard_resource_and_no_managed_policy_is_attached(synth, variant):
+    xray = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    for template, handler, wildcard_actions in (
+        (synth, AGENT_HANDLER, xray),
+        (synth, COMPACTOR_HANDLER, sorted(["dynamodb:ListStreams", *xray])),
+        (variant, AGENT_HANDLER, xray),
+    ):
+        wildcard = [s for s in statements(template, handler) if s["Resource"] == "*"]
+        assert [sorted(s["Action"]) for s in wildcard] == [wildcard_actions]
+        role = template.template["Resources"][role_id(template, handler)]
         assert "ManagedPolicyArns" not in role["Properties"]
 
 
-def test_every_dynamodb_call_of_the_code_is_granted():
-    # Given every DynamoDB client call in the Lambda's code
-    calls = set()
-    for source in (FUNCTIONS_DIR / "memory").rglob("*.py"):
-        calls |= set(re.findall(r"client\.(\w+)\(", source.read_text()))
-    assert calls, "no DynamoDB call found: has the memory library moved?"
+def test_the_compactor_reads_the_sessions_stream_and_writes_summaries_to_that_table_only(synth):
+    sessions = synth.output_ref("SessionsTableName")
+    data = statement_for(synth, "dynamodb:PutItem", COMPACTOR_HANDLER)
+    stream = statement_for(synth, "dynamodb:GetRecords", COMPACTOR_HANDLER)
 
-    # Then each maps to actions the stack grants on the tables
-    unknown = calls - set(OPERATION_ACTIONS)
-    assert not unknown, f"add the IAM actions of {unknown} to OPERATION_ACTIONS and the grant"
-    needed = set().union(*(OPERATION_ACTIONS[c] for c in calls))
-    assert needed <= set(TABLE_DATA_ACTIONS)
+    assert sorted(as_list(data["Action"])) == sorted(COMPACTION_ACTIONS)
+    assert data["Resource"] == {"Fn::GetAtt": [sessions, "Arn"]}
+    assert stream["Resource"] == {"Fn::GetAtt": [sessions, "StreamArn"]}
+    assert not any("dynamodb" in str(s["Action"]) and "LongTerm" in str(s["Resource"])
+                   for s in statements(synth, COMPACTOR_HANDLER))
+

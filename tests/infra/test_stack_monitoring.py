@@ -4,7 +4,7 @@ import json
 
 
 def test_alarm_fires_on_ten_suppressed_writes_in_one_five_minute_period(synth):
-    alarm = synth.one("AWS::CloudWatch::Alarm")["Properties"]
+    alarm = synth.alarm()["Properties"]
 
     assert alarm["Statistic"] == "Sum"
     assert alarm["Threshold"] == 10
@@ -16,7 +16,7 @@ def test_alarm_fires_on_ten_suppressed_writes_in_one_five_minute_period(synth):
 
 
 def test_alarm_and_ok_notify_the_encrypted_topic(synth):
-    alarm = synth.one("AWS::CloudWatch::Alarm")["Properties"]
+    alarm = synth.alarm()["Properties"]
     topic_id = synth.output_ref("AlarmTopicArn")
     topic = synth.template["Resources"][topic_id]["Properties"]
     key_id = topic["KmsMasterKeyId"]["Fn::GetAtt"][0]

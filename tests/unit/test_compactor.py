@@ -9,6 +9,7 @@ from agent.providers import ModelError
 from agent.turn import run_turn
 from compactor.logic import COMPACTED, NOT_DUE, SUPERSEDED, Compactor, process
 from fakes import ScriptedModel, captured_logs, text
+from infra.tables import COMPACTION_ACTIONS
 from memory.conversation import SUMMARY_SK, TURN_PREFIX, session_key
 from memory.turns import Turn, Usage
 from memory.window import CHARS_PER_TOKEN, WindowPolicy
@@ -253,3 +254,20 @@ class LambdaContext:
     invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:compactor"
     aws_request_id = "test"
 
+
+
+def test_the_compactor_needs_no_dynamodb_action_beyond_its_grant(conversations, dynamodb):
+    # Given every DynamoDB call of a compaction, recorded as IAM actions (a transaction by its items)
+    stored_turns(conversations, TRIGGER)
+    actions = set()
+
+    def record_actions(params, model, **_):
+        items = params.get("TransactItems")
+        kinds = {kind for item in items for kind in item} if items else {model.name}
+        actions.update(f"dynamodb:{ {'Put': 'PutItem', 'ConditionCheck': 'ConditionCheckItem'}.get(k, k)}" for k in kinds)
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb", record_actions)
+    # When it compacts a session
+    assert compactor(conversations).compact("u1", "s1") == COMPACTED
+    # Then the stack's compactor grant (infra/tables.py) covers them all
+    assert actions and actions <= set(COMPACTION_ACTIONS), actions
