@@ -9,7 +9,7 @@ from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CON
 PROVIDERS = ("anthropic", "bedrock", "offline")
 DEFAULT_MODEL_IDS = {
     "anthropic": "claude-sonnet-4-5",
-    "bedrock": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "bedrock": "global.anthropic.claude-sonnet-4-5-20250929-v1:0",  # infra/settings.py: same
     "offline": "offline",
 }
 # Room for the largest message (16,000 characters: ~4,000 tokens, more with JSON escapes), the tool
