@@ -1,6 +1,7 @@
 """The agent's API Lambda: code, runtime, budget, logs, tracing and the SnapStart alias."""
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
@@ -56,13 +57,21 @@ METRICS_NAMESPACE = "AgentMemory"
 ALIAS_NAME = "live"
 
 
+@dataclass(frozen=True)
+class FunctionCode:
+    """What every function of the stack runs: the functions/ folder and the dependency layer."""
+
+    code_dir: Path
+    layers: list[lambda_.ILayerVersion]
+
+
 def python_function(
     scope: Construct,
     *,
     handler: str,
+    service: str,
     timeout: Duration,
-    code_dir: Path,
-    layers: list[lambda_.ILayerVersion],
+    code: FunctionCode,
     environment: Mapping[str, str],
     **props,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
@@ -86,13 +95,14 @@ def python_function(
         runtime=RUNTIME,
         architecture=ARCHITECTURE,
         handler=handler,
-        code=lambda_.Code.from_asset(str(code_dir), exclude=CODE_EXCLUDES),
-        layers=layers,
+        code=lambda_.Code.from_asset(str(code.code_dir), exclude=CODE_EXCLUDES),
+        layers=code.layers,
         memory_size=MEMORY_SIZE_MB,
         timeout=timeout,
         role=role,
         environment={"SESSION_TTL_DAYS": str(SESSION_TTL_DAYS), "MEMORY_MAX_TURNS": str(MEMORY_MAX_TURNS),
-                     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, **environment},
+                     "POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                     **environment},
         log_group=log_group,
         logging_format=lambda_.LoggingFormat.JSON,
         application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
@@ -111,19 +121,13 @@ class AgentFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        code_dir: Path,
-        layers: list[lambda_.ILayerVersion],
+        code: FunctionCode,
         environment: Mapping[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
 
         self.function, self.log_group = python_function(
-            self,
-            handler=HANDLER,
-            timeout=TIMEOUT,
-            code_dir=code_dir,
-            layers=layers,
-            environment={"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, **environment},
+            self, handler=HANDLER, service=SERVICE_NAME, timeout=TIMEOUT, code=code, environment=environment,
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
             # A replaced version is deleted, so no snapshot of old code stays cached (and billed).
             current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),

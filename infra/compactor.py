@@ -2,7 +2,6 @@
 summary (functions/compactor/). It runs after the answers, never inside a turn."""
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_dynamodb as dynamodb
@@ -11,7 +10,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.agent_function import MODEL_BUDGET, python_function
+from infra.agent_function import MODEL_BUDGET, FunctionCode, python_function
 
 HANDLER = "compactor.handler.lambda_handler"
 SERVICE_NAME = "compactor"
@@ -41,19 +40,13 @@ class Compactor(Construct):
         construct_id: str,
         *,
         sessions: dynamodb.ITable,
-        code_dir: Path,
-        layers: list[lambda_.ILayerVersion],
+        code: FunctionCode,
         environment: Mapping[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
 
         self.function, self.log_group = python_function(
-            self,
-            handler=HANDLER,
-            timeout=TIMEOUT,
-            code_dir=code_dir,
-            layers=layers,
-            environment={"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, **environment},
+            self, handler=HANDLER, service=SERVICE_NAME, timeout=TIMEOUT, code=code, environment=environment
         )
         # Holds stream record pointers (shard, sequence numbers) of failed batches, no user data.
         self.dead_letters = sqs.Queue(

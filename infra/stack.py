@@ -5,7 +5,7 @@ from pathlib import Path
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from infra.agent_function import ARCHITECTURE, RUNTIME, AgentFunction
+from infra.agent_function import ARCHITECTURE, RUNTIME, AgentFunction, FunctionCode
 from infra.api import AgentApi
 from infra.auth import UserPoolAuth
 from infra.compactor import Compactor
@@ -38,18 +38,14 @@ class AgentStack(Stack):
             "MEMORY_STRATEGY": settings.memory_strategy,
             **model.environment,
         }
-        agent = AgentFunction(
-            self, "Agent", code_dir=CODE_DIR, layers=[layer.layer], environment={**environment, **drill}
-        )
+        code = FunctionCode(code_dir=CODE_DIR, layers=[layer.layer])
+        agent = AgentFunction(self, "Agent", code=code, environment={**environment, **drill})
         tables.grant_data(agent.function)
         model.grant_invoke(agent.function)
 
         compactor = None
         if settings.memory_strategy == "compaction":
-            compactor = Compactor(
-                self, "Compactor", sessions=tables.sessions, code_dir=CODE_DIR, layers=[layer.layer],
-                environment=environment,
-            )
+            compactor = Compactor(self, "Compactor", sessions=tables.sessions, code=code, environment=environment)
             tables.grant_compaction(compactor.function)
             model.grant_invoke(compactor.function)
 

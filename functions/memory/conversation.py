@@ -30,6 +30,8 @@ UNPROCESSED_BACKOFF_SECONDS = 0.05
 # more tries, jittered below 0.05/0.1/0.2 s, keep the append well inside its 4 s write budget.
 TRANSACTION_CONFLICT_RETRIES = 3
 TRANSACTION_CONFLICT_BACKOFF_SECONDS = 0.05
+# From the OS, not a seeded generator: SnapStart would restore every environment with the same state.
+_JITTER = random.SystemRandom()
 
 
 def translate_errors(method):
@@ -355,7 +357,7 @@ def transact_write(client, items: list[dict]) -> None:
                 reason.get("Code") == "TransactionConflict" for reason in reasons
             ):
                 raise
-        time.sleep(random.uniform(0, TRANSACTION_CONFLICT_BACKOFF_SECONDS * 2**attempt))
+        time.sleep(_JITTER.uniform(0, TRANSACTION_CONFLICT_BACKOFF_SECONDS * 2**attempt))
 
 
 def batch_write_all(client, table: str, requests: list[dict]) -> None:

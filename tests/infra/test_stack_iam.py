@@ -130,3 +130,16 @@ def test_the_compactor_reads_the_sessions_stream_and_writes_summaries_to_that_ta
     assert not any("dynamodb" in str(s["Action"]) and "LongTerm" in str(s["Resource"])
                    for s in statements(synth, COMPACTOR_HANDLER))
 
+
+def test_every_dynamodb_call_of_the_code_is_granted():
+    # Given every DynamoDB client call in the Lambdas' code (memory library, idempotency records)
+    calls = set()
+    for source in [*(FUNCTIONS_DIR / "memory").rglob("*.py"), FUNCTIONS_DIR / "agent" / "idempotency.py"]:
+        calls |= set(re.findall(r"client\.(\w+)\(", source.read_text()))
+    assert calls, "no DynamoDB call found: has the memory library moved?"
+
+    # Then each maps to actions the stack grants on the tables
+    unknown = calls - set(OPERATION_ACTIONS)
+    assert not unknown, f"add the IAM actions of {unknown} to OPERATION_ACTIONS and the grant"
+    needed = set().union(*(OPERATION_ACTIONS[c] for c in calls))
+    assert needed <= set(TABLE_DATA_ACTIONS)

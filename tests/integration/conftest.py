@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 import uuid
 
 import httpx
@@ -9,6 +10,8 @@ import pytest
 
 from local.dynamodb import embedded_dynamodb, free_port
 from local.server import configure, make_server
+from memory.client import dynamodb_client
+from memory.conversation import session_key
 
 SESSIONS_TABLE, LONG_TERM_TABLE = "it-sessions", "it-long-term"
 
@@ -26,7 +29,6 @@ def handler(dynamodb_endpoint):
     configure(dynamodb_endpoint)
     from agent import handler
     from local.tables import ensure_tables
-    from memory.client import dynamodb_client
 
     ensure_tables(dynamodb_client(), sessions_table=SESSIONS_TABLE, long_term_table=LONG_TERM_TABLE)
     return handler
@@ -58,3 +60,19 @@ def user(api):
 
 def as_user(user_id: str) -> dict:
     return {"X-Local-User": user_id}
+
+
+def expire(user: str, session: str, *, oldest: int | None = None, prefix: str = "") -> None:
+    """Sets expires_at in the past on the session's items (the `oldest` turns only, if given)."""
+    client = dynamodb_client()
+    keys = client.query(
+        TableName=SESSIONS_TABLE,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": session_key(user, session)}},
+        ProjectionExpression="pk, sk",
+    )["Items"]
+    keys = [key for key in keys if key["sk"]["S"].startswith(prefix)]
+    turns = [key for key in keys if key["sk"]["S"].startswith("TURN#")]
+    for key in turns[:oldest] if oldest is not None else keys:
+        client.update_item(TableName=SESSIONS_TABLE, Key=key, UpdateExpression="SET expires_at = :past",
+                           ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 60)}})

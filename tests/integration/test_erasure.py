@@ -1,11 +1,10 @@
 """Right to erasure, checked in the tables themselves: after DELETE /me not one item of the caller
 is left (turns, META, idempotency records, expired sessions, facts), and nobody else lost anything."""
 
-import time
 
 import pytest
 
-from conftest import LONG_TERM_TABLE, SESSIONS_TABLE, as_user
+from conftest import LONG_TERM_TABLE, SESSIONS_TABLE, as_user, expire
 from memory.client import dynamodb_client
 from memory.conversation import session_key
 
@@ -33,20 +32,6 @@ def items_of(user: str) -> list[dict]:
     return [item for page in [*sessions, *facts] for item in page["Items"]]
 
 
-def expire_session(user: str, session: str) -> None:
-    """Marks every item of the session expired, as if TTL had not got round to deleting them."""
-    client = dynamodb_client()
-    keys = client.query(
-        TableName=SESSIONS_TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": session_key(user, session)}},
-        ProjectionExpression="pk, sk",
-    )["Items"]
-    for key in keys:
-        client.update_item(TableName=SESSIONS_TABLE, Key=key, UpdateExpression="SET expires_at = :past",
-                           ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 60)}})
-
-
 @pytest.fixture
 def neighbour(api, user):
     """A user whose id starts with the erased user's id: the likeliest to be hit by mistake."""
@@ -63,7 +48,7 @@ def test_erasure_removes_every_item_of_the_caller_and_nothing_else(api, user, ne
         say(api, user, "long", f"turn {n}")
     say(api, user, "keyed", "hello", **{"Idempotency-Key": "key-1"})
     say(api, user, "old", "long ago")
-    expire_session(user, "old")
+    expire(user, "old")
     for n in range(MANY):
         api.put(f"/memory/fact-{n}", json={"value": f"value {n}"}, headers=as_user(user))
     neighbour_before = items_of(neighbour)

@@ -2,12 +2,11 @@
 passed. Here they are never deleted at all (DynamoDB Local does not run TTL): the reads must cope."""
 
 import hashlib
-import time
 
 import pytest
 
 from agent.idempotency import IDEMPOTENCY_PREFIX
-from conftest import SESSIONS_TABLE, as_user
+from conftest import SESSIONS_TABLE, as_user, expire
 from fakes import ScriptedModel, text
 from memory.client import dynamodb_client
 from memory.conversation import session_key
@@ -15,22 +14,6 @@ from memory.conversation import session_key
 
 def say(api, user, session, message, **headers):
     return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user) | headers)
-
-
-def expire(user: str, session: str, *, oldest: int | None = None, prefix: str = "") -> None:
-    """Sets expires_at in the past on the session's items (the `oldest` turns only, if given)."""
-    client = dynamodb_client()
-    keys = client.query(
-        TableName=SESSIONS_TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": session_key(user, session)}},
-        ProjectionExpression="pk, sk",
-    )["Items"]
-    keys = [key for key in keys if key["sk"]["S"].startswith(prefix)]
-    turns = [key for key in keys if key["sk"]["S"].startswith("TURN#")]
-    for key in turns[:oldest] if oldest is not None else keys:
-        client.update_item(TableName=SESSIONS_TABLE, Key=key, UpdateExpression="SET expires_at = :past",
-                           ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 60)}})
 
 
 def said(api, user, session, **params) -> list[str]:
