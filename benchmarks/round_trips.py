@@ -88,6 +88,9 @@ def run(endpoint: str) -> Section:
             "A read is used when every item it returned is in the answer's `context` (turns or facts) "
             "and none was read only to be filtered out; a write is used when it returns nothing "
             "nobody reads (no `ReturnValues`, no `ReturnConsumedCapacity`).",
+            "The target is the plain turn (first row). An Idempotency-Key adds one step before the reads: "
+            "the claim must be stored before the model runs, or two concurrent retries would both run "
+            "the turn. A `remember` tool call writes its fact during the tool loop, before the answer.",
             *(f"- unused: {p}" for p in unused),
         ],
     )

@@ -62,10 +62,11 @@ def run(endpoint: str) -> Section:
             f"run' is the figure saved in benchmarks/results/latest.json by the last run, if any. "
             f"{'No request failed.' if not errors else f'{errors} requests failed.'} "
             f"{crossed} answers were for another client's session.",
-            "Concurrent requests share one handler module here, which Lambda never does (one invocation "
-            "at a time per environment): Powertools' resolver keeps the current event on the module-level "
-            "`app`, so overlapping requests can read each other's event (identity, session) or lose their "
-            "route (a 500). Both columns on the right count what a run catches of that race.",
+            "The local server runs one invocation at a time, as one Lambda execution environment does "
+            "(Powertools' resolver keeps the current event on the module-level `app`, local/server.py): "
+            "more clients queue rather than run turns in parallel, so requests/s stays about flat and "
+            "latency grows with them. The two columns on the right check that none failed and none was "
+            "answered with another client's session.",
         ],
         data={"throughput": data},
     )

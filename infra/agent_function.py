@@ -49,7 +49,7 @@ SERVICE_NAME = "agent"
 METRICS_NAMESPACE = "AgentMemory"
 
 # SnapStart: measured on this project's machine (docs/DEPLOY.md, median of 9 fresh processes),
-# importing anthropic + boto3 + Powertools' event handler takes 1.0 s with cached bytecode and
+# importing anthropic + botocore + Powertools' event handler takes 1.0 s with cached bytecode and
 # 2.6 s without. A layer lives on Lambda's read-only /opt and cannot be precompiled for
 # Python 3.14 on a build machine with another Python, so every plain cold start pays the 2.6 s
 # (more at 512 MB's fraction of a vCPU). SnapStart runs that once per published version and
@@ -102,6 +102,8 @@ def python_function(
         role=role,
         environment={"SESSION_TTL_DAYS": str(SESSION_TTL_DAYS), "MEMORY_MAX_TURNS": str(MEMORY_MAX_TURNS),
                      "POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                     # Traces keep timings, not return values: those hold replies and users' facts.
+                     "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
                      **environment},
         log_group=log_group,
         logging_format=lambda_.LoggingFormat.JSON,

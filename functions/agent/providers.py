@@ -136,10 +136,11 @@ class BedrockModel:
     """Claude on Amazon Bedrock: the same Messages body, through bedrock-runtime InvokeModel."""
 
     def __init__(self, *, model_id: str):
-        import boto3
         from botocore.config import Config
 
-        self._client = boto3.client(
+        from memory.client import session
+
+        self._client = session().create_client(
             "bedrock-runtime",
             config=Config(
                 read_timeout=MODEL_TIMEOUT_SECONDS,
@@ -162,7 +163,7 @@ class BedrockModel:
         }
 
         def attempt(_timeout: float) -> ModelResponse:
-            # boto3 has no per-call timeout: the client's read timeout bounds each attempt.
+            # botocore has no per-call timeout: the client's read timeout bounds each attempt.
             try:
                 raw = self._client.invoke_model(modelId=self._model_id, body=json.dumps(body))
             except ClientError as error:

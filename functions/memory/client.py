@@ -1,6 +1,8 @@
-"""The one DynamoDB client configuration: fail in seconds, not after botocore's default chain."""
+"""The one configuration of the agent's AWS clients: fail in seconds, not after botocore's default chain."""
 
-import boto3
+import functools
+
+import botocore.session
 from botocore.config import Config
 
 CONNECT_TIMEOUT_SECONDS = 0.5
@@ -18,6 +20,15 @@ DYNAMODB_CONFIG = Config(
 )
 
 
+@functools.cache
+def session() -> botocore.session.Session:
+    """botocore's, not boto3's: a client needs nothing boto3 adds, and importing boto3 (s3transfer
+    with it) adds ~15 ms to every cold start (benchmarks/cold_start.py). One per process, so that a
+    second client (Bedrock) reuses the service catalogue the first one loaded (a new session
+    reloads it: 50 ms or more). Built on first use, so that moto is in place before it is."""
+    return botocore.session.get_session()
+
+
 def dynamodb_client():
-    """boto3 honours AWS_ENDPOINT_URL_DYNAMODB, so the same code talks to DynamoDB or DynamoDB Local."""
-    return boto3.client("dynamodb", config=DYNAMODB_CONFIG)
+    """botocore honours AWS_ENDPOINT_URL_DYNAMODB, so the same code talks to DynamoDB or DynamoDB Local."""
+    return session().create_client("dynamodb", config=DYNAMODB_CONFIG)

@@ -95,6 +95,7 @@ def test_environment_is_what_the_code_reads_at_cold_start(synth):
     assert (settings.provider, settings.model_id) == ("anthropic", "claude-sonnet-4-5")
     assert (settings.session_ttl_days, settings.max_turns) == (30, 20)
     assert env["POWERTOOLS_SERVICE_NAME"] == "agent"
+    assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"  # no reply text in X-Ray
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AgentMemory"
 
 
