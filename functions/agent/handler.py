@@ -2,7 +2,6 @@
 
 import base64
 import binascii
-import functools
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from agent.api import FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PAT
 from agent.config import Settings
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
 from agent.observability import logger, metrics, tracer
-from agent.providers import AnthropicModel, BedrockModel, Model, ModelError, OfflineModel
+from agent.providers import Model, ModelError, configured_model
 from agent.turn import run_turn
 from memory.client import dynamodb_client
 from memory.conversation import ConversationStore
@@ -29,7 +28,6 @@ from memory.long_term import FactStore
 from memory.resilient import ResilientMemory
 from memory.window import WindowPolicy
 
-SECRET_CACHE_SECONDS = 300
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
 # (DynamoDB partition keys stop at 2 KB), so it is no identity at all.
 USER_ID = re.compile(r"[\x20-\x7e]{1,255}")
@@ -67,30 +65,7 @@ class ApiError(Exception):
 
 def model() -> Model:
     """Built on first use, so routes without a turn never import a model SDK."""
-    if settings.provider == "offline":
-        return OfflineModel()
-    if settings.provider == "bedrock":
-        return _bedrock_model()
-    return _anthropic_model(settings.anthropic_api_key or _anthropic_key_from_secret())
-
-
-@functools.cache
-def _bedrock_model() -> Model:
-    return BedrockModel(model_id=settings.model_id)
-
-
-@functools.lru_cache(maxsize=1)
-def _anthropic_model(api_key: str) -> Model:
-    return AnthropicModel(api_key=api_key, model_id=settings.model_id)
-
-
-def _anthropic_key_from_secret() -> str:
-    from aws_lambda_powertools.utilities import parameters
-
-    try:
-        return parameters.get_secret(settings.anthropic_secret_arn, max_age=SECRET_CACHE_SECONDS)
-    except parameters.exceptions.GetParameterError as error:
-        raise ModelError("the model's API key could not be read", transient=True) from error
+    return configured_model(settings)
 
 
 def caller() -> str:

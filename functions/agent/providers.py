@@ -2,6 +2,7 @@
 
 The SDKs are imported inside the provider that needs them: a cold start pays only for its own."""
 
+import functools
 import itertools
 import json
 import re
@@ -245,3 +246,36 @@ def _offline_text(text: str, usage: Usage) -> ModelResponse:
 def _retry_after(headers) -> int | None:
     value = headers.get("retry-after")
     return int(float(value)) if value and value.replace(".", "", 1).isdigit() else None
+
+
+SECRET_CACHE_SECONDS = 300
+
+
+def configured_model(settings) -> Model:
+    """The model of agent.config.Settings, built on first use: a process imports only its provider's
+    SDK, keeps one client, and reads the API key secret through Powertools' cache."""
+    if settings.provider == "offline":
+        return OfflineModel()
+    if settings.provider == "bedrock":
+        return _bedrock_model(settings.model_id)
+    return _anthropic_model(settings.anthropic_api_key or _anthropic_key_from_secret(settings.anthropic_secret_arn),
+                            settings.model_id)
+
+
+@functools.cache
+def _bedrock_model(model_id: str) -> Model:
+    return BedrockModel(model_id=model_id)
+
+
+@functools.lru_cache(maxsize=1)  # a rotated key replaces the client
+def _anthropic_model(api_key: str, model_id: str) -> Model:
+    return AnthropicModel(api_key=api_key, model_id=model_id)
+
+
+def _anthropic_key_from_secret(secret_arn: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        return parameters.get_secret(secret_arn, max_age=SECRET_CACHE_SECONDS)
+    except parameters.exceptions.GetParameterError as error:
+        raise ModelError("the model's API key could not be read", transient=True) from error

@@ -5,19 +5,16 @@ sk prefix TURN#; the summary's own key does not match it). Failed sessions come 
 failures: the mapping retries them a bounded number of times, then hands them to its on-failure
 destination. No turn ever waits for this function."""
 
-import functools
-
 from aws_lambda_powertools import Logger, Metrics
 
 from agent.config import Settings
 from agent.observability import NAMESPACE
-from agent.providers import AnthropicModel, BedrockModel, Model, OfflineModel
+from agent.providers import configured_model
 from compactor.logic import Compactor, process
 from memory.client import dynamodb_client
 from memory.conversation import ConversationStore
 
 SERVICE = "compactor"
-SECRET_CACHE_SECONDS = 300
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
@@ -27,35 +24,12 @@ conversations = ConversationStore(
 )
 
 
-def model() -> Model:
-    """The agent's model settings; the SDK is imported on first use, as in the agent."""
-    if settings.provider == "offline":
-        return OfflineModel()
-    if settings.provider == "bedrock":
-        return _bedrock_model()
-    if settings.anthropic_api_key:
-        return _anthropic_model(settings.anthropic_api_key)
-    from aws_lambda_powertools.utilities import parameters
-
-    return _anthropic_model(parameters.get_secret(settings.anthropic_secret_arn, max_age=SECRET_CACHE_SECONDS))
-
-
-@functools.cache
-def _bedrock_model() -> Model:
-    return BedrockModel(model_id=settings.model_id)
-
-
-@functools.lru_cache(maxsize=1)
-def _anthropic_model(api_key: str) -> Model:
-    return AnthropicModel(api_key=api_key, model_id=settings.model_id)
-
-
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
     compactor = Compactor(
         conversations=conversations,
-        model=model(),
+        model=configured_model(settings),
         trigger_turns=settings.compaction_trigger_turns,
         summary_max_tokens=settings.summary_max_tokens,
         max_input_tokens=settings.max_prompt_tokens,
