@@ -21,9 +21,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from agent.turn import TOOLS, fixed_tokens, system_prompt
+from benchmarks import harness
 from local.tables import create_table_request
 from memory.client import DYNAMODB_CONFIG
-from memory.conversation import TURN_PREFIX, ConversationStore, batch_write_all, session_key
+from memory.conversation import ConversationStore, batch_write_all, turn_item
 from memory.schema import SESSIONS
 from memory.turns import Turn, Usage
 from memory.window import STRATEGIES, Summary, WindowPolicy, estimate_tokens
@@ -106,19 +107,6 @@ def synthetic_turn(session: str, n: int, rng: random.Random) -> Turn:
                 usage=Usage(2_000, estimate_tokens(reply)))
 
 
-def turn_item(turn: Turn) -> dict:
-    """The attributes ConversationStore.append writes for a turn."""
-    return {
-        "pk": {"S": session_key(turn.user_id, turn.session_id)},
-        "sk": {"S": TURN_PREFIX + turn.turn_id},
-        "created_at": {"S": turn.created_at},
-        "expires_at": {"N": str(int(time.time()) + 30 * 86_400)},
-        "messages": {"S": json.dumps(turn.messages, ensure_ascii=False)},
-        "input_tokens": {"N": str(turn.usage.input_tokens)},
-        "output_tokens": {"N": str(turn.usage.output_tokens)},
-    }
-
-
 def item_bytes(value) -> int:
     """DynamoDB's item size: attribute names plus values (3 bytes per list or map element)."""
     if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("S", "N"):
@@ -137,7 +125,8 @@ def _seed(admin, table: str, store: ConversationStore, size: int) -> dict:
     from the end: the newest turns are the same in every history, so rows differ by layout only."""
     session = f"history-{size}"
     turns = [synthetic_turn(session, n, random.Random(size - n)) for n in range(1, size + 1)]
-    items = [turn_item(turn) for turn in turns]
+    expires_at = int(time.time()) + 30 * 86_400
+    items = [turn_item(turn, expires_at=expires_at) for turn in turns]
     batch_write_all(admin, table, [{"PutRequest": {"Item": item}} for item in items])
     if size >= TRIGGER:
         covered = size - KEEP
@@ -211,8 +200,7 @@ def _prompt_tokens(system: str, history: list[dict]) -> int:
 
 
 def _percentiles(latencies: list[float]) -> dict:
-    ordered = sorted(latencies)
-    return {"p50": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]}
+    return {"p50": harness.percentile(latencies, 0.5), "p99": harness.percentile(latencies, 0.99)}
 
 
 def _create(admin, request: dict) -> None:
@@ -255,18 +243,13 @@ def _report(rows: dict, baseline: dict, fails_at: int) -> str:
         "are chars/4 of system prompt, tools, window and a new message. `last_k` and `token_budget` read the same "
         "items: the budget does not bind at this size, it only guarantees the ceiling."
     )
-    return "\n\n".join([_table(header, lines), _table(["check", "measured", "wanted", "verdict"], checks), notes,
+    return "\n\n".join([harness.table(header, lines), harness.table(["check", "measured", "wanted", "verdict"], checks), notes,
                         summary_growth])
 
 
 def _row(label: str, size: int, row: dict) -> list[str]:
     return [label, f"{size:,}", f"{row['bytes']:,.0f}", f"{row['capacity']:.1f}", f"{row['p50']:.1f}",
             f"{row['p99']:.1f}", f"{row['prompt']:,}", f"{row['written']:,.0f}", row["note"]]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def main() -> None:

@@ -125,12 +125,9 @@ class Idempotency:
                 ExpressionAttributeValues={":now": {"N": str(now)}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+        except (ClientError, BotoCoreError) as error:
+            if _condition_failed(error):
                 return _existing(user_id, session_id, claim, error.response["Item"])
-            self._suppressed(session_id, error)
-            return replace(claim, token=None)
-        except BotoCoreError as error:
             self._suppressed(session_id, error)
             return replace(claim, token=None)
         return claim
@@ -147,11 +144,9 @@ class Idempotency:
                 ExpressionAttributeNames={"#token": "token"},
                 ExpressionAttributeValues={":token": {"S": claim.token}},
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+        except (ClientError, BotoCoreError) as error:
+            if not _condition_failed(error):
                 self._suppressed(session_id, error)
-        except BotoCoreError as error:
-            self._suppressed(session_id, error)
 
     def _suppressed(self, session_id: str, error: Exception) -> None:
         self._logger.warning(
@@ -175,6 +170,10 @@ def _existing(user_id: str, session_id: str, claim: Claim, item: dict) -> TurnRe
         context_summary=item["context_summary"]["BOOL"],
         write="ok",
     )
+
+
+def _condition_failed(error: Exception) -> bool:
+    return isinstance(error, ClientError) and error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
 def _sha256(text: str) -> str:

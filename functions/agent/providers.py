@@ -30,6 +30,8 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 # A 429 that no retry fixes: the organisation's monthly spend cap (error.details.error_code).
 SPEND_LIMIT_REACHED = "enforced_spend_limit_reached"
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
+# Powertools parameters' cache of the API key secret: a rotated key is picked up within 5 minutes.
+SECRET_CACHE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -246,9 +248,6 @@ def _offline_text(text: str, usage: Usage) -> ModelResponse:
 def _retry_after(headers) -> int | None:
     value = headers.get("retry-after")
     return int(float(value)) if value and value.replace(".", "", 1).isdigit() else None
-
-
-SECRET_CACHE_SECONDS = 300
 
 
 def configured_model(settings) -> Model:

@@ -129,9 +129,8 @@ class ConversationStore:
         )
         items = response["Items"]
         summary = _summary_from_item(items.pop(0)) if items and items[0]["sk"]["S"] == SUMMARY_SK else None
-        covered = summary.covered_through if summary else ""
-        turns = [_turn_from_item(item) for item in reversed(items[:limit])]
-        return summary, [turn for turn in turns if turn.turn_id > covered]
+        covered = TURN_PREFIX + (summary.covered_through if summary else "")
+        return summary, [_turn_from_item(item) for item in reversed(items[:limit]) if item["sk"]["S"] > covered]
 
     @translate_errors
     def turns_after(self, user_id: str, session_id: str, *, after: str | None, limit: int) -> list[Turn]:
@@ -184,8 +183,7 @@ class ConversationStore:
                 {"Put": put},
             ])
         except ClientError as error:
-            reasons = error.response.get("CancellationReasons") or []
-            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+            if cancelled_by(error, "ConditionalCheckFailed"):
                 return False
             raise
         return True
@@ -228,22 +226,14 @@ class ConversationStore:
         `also` (TransactItems stored with the turn or not at all, e.g. an idempotency record)."""
         now = self._clock()
         pk = {"S": session_key(turn.user_id, turn.session_id)}
-        expires_at = {"N": str(int(now) + self._ttl_seconds)}
+        expires_at = int(now) + self._ttl_seconds
         transact_write(
             self._client,
             [
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": {
-                            "pk": pk,
-                            "sk": {"S": TURN_PREFIX + turn.turn_id},
-                            "created_at": {"S": turn.created_at},
-                            "expires_at": expires_at,
-                            "messages": {"S": json.dumps(turn.messages, ensure_ascii=False)},
-                            "input_tokens": {"N": str(turn.usage.input_tokens)},
-                            "output_tokens": {"N": str(turn.usage.output_tokens)},
-                        },
+                        "Item": turn_item(turn, expires_at=expires_at),
                         "ConditionExpression": "attribute_not_exists(sk)",
                     }
                 },
@@ -261,7 +251,7 @@ class ConversationStore:
                             ":owner": {"S": turn.user_id},
                             ":sid": {"S": turn.session_id},
                             ":now": {"S": iso(now)},
-                            ":exp": expires_at,
+                            ":exp": {"N": str(expires_at)},
                             ":one": {"N": "1"},
                         },
                     }
@@ -352,12 +342,14 @@ def transact_write(client, items: list[dict]) -> None:
             client.transact_write_items(TransactItems=items)
             return
         except ClientError as error:
-            reasons = error.response.get("CancellationReasons") or []
-            if attempt == TRANSACTION_CONFLICT_RETRIES or not any(
-                reason.get("Code") == "TransactionConflict" for reason in reasons
-            ):
+            if attempt == TRANSACTION_CONFLICT_RETRIES or not cancelled_by(error, "TransactionConflict"):
                 raise
         time.sleep(_JITTER.uniform(0, TRANSACTION_CONFLICT_BACKOFF_SECONDS * 2**attempt))
+
+
+def cancelled_by(error: ClientError, code: str) -> bool:
+    """Whether a cancelled transaction names `code` among its reasons (one per item)."""
+    return any(reason.get("Code") == code for reason in error.response.get("CancellationReasons") or [])
 
 
 def batch_write_all(client, table: str, requests: list[dict]) -> None:
@@ -372,6 +364,19 @@ def batch_write_all(client, table: str, requests: list[dict]) -> None:
             time.sleep(UNPROCESSED_BACKOFF_SECONDS * 2**attempt)
         if pending:
             raise MemoryUnavailable(f"{len(pending)} writes left unprocessed")
+
+
+def turn_item(turn: Turn, *, expires_at: int) -> dict:
+    """The stored item of a turn (what _turn_from_item reads back)."""
+    return {
+        "pk": {"S": session_key(turn.user_id, turn.session_id)},
+        "sk": {"S": TURN_PREFIX + turn.turn_id},
+        "created_at": {"S": turn.created_at},
+        "expires_at": {"N": str(expires_at)},
+        "messages": {"S": json.dumps(turn.messages, ensure_ascii=False)},
+        "input_tokens": {"N": str(turn.usage.input_tokens)},
+        "output_tokens": {"N": str(turn.usage.output_tokens)},
+    }
 
 
 def _turn_from_item(item: dict) -> Turn:
