@@ -40,6 +40,8 @@ class UserPoolAuth(Construct):
             # USER_PASSWORD_AUTH lets `aws cognito-idp initiate-auth` sign in; SRP for SDKs.
             auth_flows=cognito.AuthFlow(user_password=True, user_srp=True),
             generate_secret=False,
+            # Sign-in is by API (initiate-auth): no hosted UI, no redirect flows, no callback URL.
+            disable_o_auth=True,
             prevent_user_existence_errors=True,
             access_token_validity=TOKEN_VALIDITY,
             id_token_validity=TOKEN_VALIDITY,

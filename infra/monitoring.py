@@ -1,6 +1,8 @@
 """Suppressed memory writes become a metric, an alarm and an e-mail; plus one dashboard."""
 
-from aws_cdk import Duration, RemovalPolicy
+from collections.abc import Mapping
+
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -24,17 +26,21 @@ ALARM_THRESHOLD = 10
 ALARM_PERIOD = Duration.minutes(5)
 ALARM_EVALUATION_PERIODS = 1
 DASHBOARD_PERIOD = Duration.minutes(5)
+CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+# What a publisher needs of an encrypted topic's key (SNS encrypts the message with a data key).
+TOPIC_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
 
 
 class Monitoring(Construct):
-    """Exposes the `alarm`, its `topic` and the `dashboard`."""
+    """Exposes the `alarm`, its `topic` and the `dashboard`. `function_logs` names every function's
+    log group (a new function adds one entry)."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        log_group: logs.ILogGroup,
+        function_logs: Mapping[str, logs.ILogGroup],
         function: lambda_.IFunction,
         stage: apigwv2.HttpStage,
         alarm_email: str | None,
@@ -42,29 +48,63 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        metric_filter = logs.MetricFilter(
-            self,
-            "SuppressedWrites",
-            log_group=log_group,
-            filter_pattern=logs.FilterPattern.literal(SUPPRESSED_WRITE_PATTERN),
-            metric_namespace=METRICS_NAMESPACE,
+        # Each function logs into its own log group; all their filters feed the one metric (no
+        # dimension), so the alarm counts suppressed writes together, whichever function logged them.
+        for name, log_group in function_logs.items():
+            logs.MetricFilter(
+                self,
+                f"SuppressedWrites{name}",
+                log_group=log_group,
+                filter_pattern=logs.FilterPattern.literal(SUPPRESSED_WRITE_PATTERN),
+                metric_namespace=METRICS_NAMESPACE,
+                metric_name=SUPPRESSED_WRITE_METRIC,
+                metric_value="1",
+            )
+        suppressed = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
             metric_name=SUPPRESSED_WRITE_METRIC,
-            metric_value="1",
+            statistic=cloudwatch.Stats.SUM,
+            period=ALARM_PERIOD,
         )
-        suppressed = metric_filter.metric(statistic=cloudwatch.Stats.SUM, period=ALARM_PERIOD)
-        self.alarm = suppressed.create_alarm(
-            self,
+        self.topic = self._alarm_topic(alarm_email)
+        self.alarm = self._alarm(
+            suppressed,
             "SuppressedWritesAlarm",
-            alarm_description="Memory writes are failing: answers are served but turns are not stored.",
+            name="memory-writes-suppressed",
+            description="Memory writes are failing: answers are served but turns are not stored.",
             threshold=ALARM_THRESHOLD,
-            evaluation_periods=ALARM_EVALUATION_PERIODS,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            # No suppressed-write line at all is the healthy state.
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
+        # A session whose compaction failed after every retry: its turns are safe, its prompt falls
+        # back to the budgeted window, and someone should look at the compactor's logs.
+        self.compaction_alarm = None
+        if compactor is not None:
+            self.compaction_alarm = self._alarm(
+                compactor.dead_letters.metric_approximate_number_of_messages_visible(
+                    period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                "CompactionDeadLettersAlarm",
+                name="compactions-dead-lettered",
+                description="Compactions failed after their retries: see the compactor's compaction_failed logs.",
+                threshold=1,
+            )
+
+        self.dashboard = self._dashboard(function=function, stage=stage)
+
+    def _alarm_topic(self, alarm_email: str | None) -> sns.Topic:
+        """An encrypted topic that this stack's alarms, and only they, may publish to."""
+        stack = Stack.of(self)
+        # The alarms are named after the stack (`_alarm`), so both policies can name them without
+        # depending on them: the key must exist before the topic, and the topic before any alarm.
+        own_alarms = {
+            "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            "ArnLike": {"aws:SourceArn": stack.format_arn(
+                service="cloudwatch", resource="alarm", resource_name=f"{stack.stack_name}-*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )},
+        }
         # SNS's AWS managed key cannot be used by CloudWatch alarms (its key policy is fixed),
-        # so the topic gets a customer managed key that CloudWatch may use.
+        # so the topic gets a customer managed key that CloudWatch may use for these alarms.
         key = kms.Key(
             self,
             "TopicKey",
@@ -72,33 +112,40 @@ class Monitoring(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
-        self.topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        key.add_to_resource_policy(iam.PolicyStatement(
+            principals=[CLOUDWATCH], actions=TOPIC_KEY_ACTIONS, resources=["*"], conditions=own_alarms
+        ))
+        topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        # enforce_ssl creates a topic policy, and a topic policy replaces SNS's default one: without
+        # this statement no alarm could publish ("no resource-based policy allows SNS:Publish").
+        topic.add_to_resource_policy(iam.PolicyStatement(
+            principals=[CLOUDWATCH], actions=["sns:Publish"], resources=[topic.topic_arn], conditions=own_alarms
+        ))
         if alarm_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+            topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        return topic
+
+    def _alarm(
+        self, metric: cloudwatch.IMetric, construct_id: str, *, name: str, description: str, threshold: int
+    ) -> cloudwatch.Alarm:
+        """An alarm named `<stack>-<name>` that e-mails through the topic when it fires and when it clears."""
+        alarm = metric.create_alarm(
+            self,
+            construct_id,
+            alarm_name=f"{Stack.of(self).stack_name}-{name}",
+            alarm_description=description,
+            threshold=threshold,
+            evaluation_periods=ALARM_EVALUATION_PERIODS,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            # No data at all is the healthy state: no suppressed-write line, no dead letter.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
         action = cw_actions.SnsAction(self.topic)
-        self.alarm.add_alarm_action(action)
-        self.alarm.add_ok_action(action)
-
-        # A session whose compaction failed after every retry: its turns are safe, its prompt falls
-        # back to the budgeted window, and someone should look at the compactor's logs.
-        self.compaction_alarm = None
-        if compactor is not None:
-            self.compaction_alarm = compactor.dead_letters.metric_approximate_number_of_messages_visible(
-                period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
-            ).create_alarm(
-                self,
-                "CompactionDeadLettersAlarm",
-                alarm_description="Compactions failed after their retries: see the compactor's compaction_failed logs.",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            self.compaction_alarm.add_alarm_action(action)
-            self.compaction_alarm.add_ok_action(action)
-
-        self.dashboard = self._dashboard(function=function, stage=stage)
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
+        # The first OK notification comes minutes after the deploy: the topic policy must be in place.
+        alarm.node.add_dependency(self.topic)
+        return alarm
 
     def _dashboard(self, *, function: lambda_.IFunction, stage: apigwv2.HttpStage) -> cloudwatch.Dashboard:
         def agent_metric(name: str, statistic: str, service: str = SERVICE_NAME) -> cloudwatch.Metric:

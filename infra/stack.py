@@ -43,11 +43,14 @@ class AgentStack(Stack):
         tables.grant_data(agent.function)
         model.grant_invoke(agent.function)
 
+        # Every function's log group: a suppressed memory write is counted wherever it is logged.
+        function_logs = {"Agent": agent.log_group}
         compactor = None
         if settings.memory_strategy == "compaction":
             compactor = Compactor(self, "Compactor", sessions=tables.sessions, code=code, environment=environment)
             tables.grant_compaction(compactor.function)
             model.grant_invoke(compactor.function)
+            function_logs["Compactor"] = compactor.log_group
 
         if settings.jwt_issuer:
             issuer, audience = settings.jwt_issuer, list(settings.jwt_audience)
@@ -61,7 +64,7 @@ class AgentStack(Stack):
         monitoring = Monitoring(
             self,
             "Monitoring",
-            log_group=agent.log_group,
+            function_logs=function_logs,
             function=agent.function,
             stage=api.stage,
             alarm_email=settings.alarm_email,

@@ -7,11 +7,9 @@ from constructs import Construct
 
 from functions.memory import schema
 
-# What the memory library does with its tables: keyed reads and writes, queries, batch deletes.
-# Transactions are authorised by these same actions. No Scan: every read is keyed.
+# What the memory library does with its tables: queries, keyed writes, batch deletes. Transactions
+# are authorised by these same actions. No Scan and no GetItem: every read is a Query.
 TABLE_DATA_ACTIONS = [
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
     "dynamodb:Query",
     "dynamodb:ConditionCheckItem",
     "dynamodb:PutItem",
@@ -66,8 +64,9 @@ class MemoryTables(Construct):
             "Sessions",
             table_schema=schema.SESSIONS,
             removal_policy=RemovalPolicy.DESTROY,
-            # The compactor summarises new turns as they are written (infra/compactor.py).
-            stream=dynamodb.StreamViewType.NEW_IMAGE,
+            # The compactor summarises new turns as they are written (infra/compactor.py); its filter
+            # and code read only keys, so no conversation text flows through the stream.
+            stream=dynamodb.StreamViewType.KEYS_ONLY,
         )
         Validations.of(self.sessions).acknowledge(
             Acknowledgment(

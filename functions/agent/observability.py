@@ -5,7 +5,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 SERVICE = "agent"
 NAMESPACE = "AgentMemory"
 
-logger = Logger(service=SERVICE)
+# RFC 3339 timestamps: without one, Lambda's log-level filter reads a line as INFO whatever its level.
+logger = Logger(service=SERVICE, use_rfc3339=True)
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 # Only what the agent calls: botocore (DynamoDB, Bedrock, Secrets Manager). The default, every
 # library X-Ray knows, imports each one installed at every cold start (sqlite3 always; httpx and

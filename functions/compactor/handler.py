@@ -16,7 +16,8 @@ from memory.conversation import ConversationStore
 
 SERVICE = "compactor"
 
-logger = Logger(service=SERVICE)
+# RFC 3339 timestamps: without one, Lambda's log-level filter reads a line as INFO whatever its level.
+logger = Logger(service=SERVICE, use_rfc3339=True)
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 settings = Settings.from_env()
 conversations = ConversationStore(

@@ -52,6 +52,9 @@ def test_authorizer_trusts_the_stacks_user_pool_and_its_cli_client(synth):
     assert "ALLOW_USER_PASSWORD_AUTH" in client["ExplicitAuthFlows"]
     assert "ALLOW_USER_SRP_AUTH" in client["ExplicitAuthFlows"]
     assert client["GenerateSecret"] is False
+    # No OAuth: no hosted-UI flows, no scopes, no callback URL anyone could be redirected to
+    assert client.get("AllowedOAuthFlowsUserPoolClient", False) is False
+    assert not {"AllowedOAuthFlows", "AllowedOAuthScopes", "CallbackURLs", "LogoutURLs"} & set(client)
 
 
 def test_user_pool_is_admin_only_with_a_strong_password_policy_and_survives_teardown(synth):

@@ -6,11 +6,12 @@ import json
 import pytest
 
 from agent.config import Settings
+from compactor.logic import new_turns_by_session
 from conftest import COMPACTOR_HANDLER
 from infra import compactor as compactor_infra
 from infra.settings import STRATEGIES
 from memory import window
-from memory.conversation import ConversationStore
+from memory.conversation import ConversationStore, session_key
 from memory.turns import Turn, Usage
 
 
@@ -53,7 +54,7 @@ def test_the_compactor_reads_the_sessions_tables_stream_from_now_on(synth):
                       if value["Properties"]["Handler"] == COMPACTOR_HANDLER]
     assert properties["FunctionName"] == {"Ref": function_id}
     assert properties["StartingPosition"] == "LATEST"
-    assert synth.template["Resources"][sessions]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert synth.template["Resources"][sessions]["Properties"]["StreamSpecification"] == {"StreamViewType": "KEYS_ONLY"}
 
 
 def test_retries_are_bounded_then_records_go_to_the_dead_letter_queue(synth):
@@ -109,9 +110,12 @@ def test_the_stacks_strategies_are_the_codes():
 
 
 class Recorder:
-    """A DynamoDB client that keeps the keys of every item the store writes, as a stream would."""
+    """A DynamoDB client that turns every item the store writes into the stream record DynamoDB
+    would deliver for the table's view type: keys and a sequence number, plus the new image only if
+    the view type carries it."""
 
-    def __init__(self):
+    def __init__(self, view_type: str):
+        self.view_type = view_type
         self.records: list[dict] = []
 
     def transact_write_items(self, TransactItems):
@@ -123,14 +127,19 @@ class Recorder:
                     self._record("MODIFY", request["Key"])
 
     def _record(self, event_name: str, item: dict) -> None:
-        keys = {"pk": item["pk"], "sk": item["sk"]}
-        self.records.append({"eventName": event_name, "eventSource": "aws:dynamodb", "dynamodb": {"Keys": keys}})
+        change = {"Keys": {"pk": item["pk"], "sk": item["sk"]}, "SequenceNumber": str(len(self.records) + 1),
+                  "StreamViewType": self.view_type}
+        if self.view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+            change["NewImage"] = item
+        self.records.append({"eventName": event_name, "eventSource": "aws:dynamodb", "dynamodb": change})
 
 
 @pytest.fixture
-def stream_records() -> list[dict]:
-    """The stream records of a stored turn (its item and the session's META) and a stored summary."""
-    recorder = Recorder()
+def stream_records(synth) -> list[dict]:
+    """The stream records of a stored turn (its item and the session's META) and a stored summary,
+    as the template's sessions stream delivers them."""
+    sessions = synth.template["Resources"][synth.output_ref("SessionsTableName")]
+    recorder = Recorder(sessions["Properties"]["StreamSpecification"]["StreamViewType"])
     store = ConversationStore(client=recorder, table_name="sessions", ttl_days=30)
     turn = Turn(user_id="u1", session_id="s1", turn_id="0001800000000000-0000", created_at="2027-01-15T08:00:00Z",
                 messages=[{"role": "user", "content": "hi"}], usage=Usage())
@@ -148,6 +157,14 @@ def test_the_filter_selects_new_turns_and_never_the_compactors_own_writes(synth,
 
     assert selected == ["TURN#0001800000000000-0000"]
     assert sorted(ignored) == ["META", "TURN~SUMMARY"]
+
+
+def test_the_compactor_finds_its_sessions_in_records_of_the_streams_view_type(synth, stream_records):
+    # Given the records the filter lets through, with only what the stream's view type carries
+    selected = [r for r in stream_records if selects(filter_pattern(synth), r)]
+
+    # Then the compactor's code finds the session to compact and the record to report on failure
+    assert new_turns_by_session(selected) == {session_key("u1", "s1"): ["1"]}
 
 
 def test_the_filter_evaluator_refuses_syntax_it_cannot_judge():

@@ -138,8 +138,9 @@ def test_every_dynamodb_call_of_the_code_is_granted():
         calls |= set(re.findall(r"client\.(\w+)\(", source.read_text()))
     assert calls, "no DynamoDB call found: has the memory library moved?"
 
-    # Then each maps to actions the stack grants on the tables
+    # Then the stack grants on the tables exactly the actions those calls need: none missing, none unused
     unknown = calls - set(OPERATION_ACTIONS)
     assert not unknown, f"add the IAM actions of {unknown} to OPERATION_ACTIONS and the grant"
     needed = set().union(*(OPERATION_ACTIONS[c] for c in calls))
-    assert needed <= set(TABLE_DATA_ACTIONS)
+    assert needed <= set(TABLE_DATA_ACTIONS), f"not granted: {needed - set(TABLE_DATA_ACTIONS)}"
+    assert set(TABLE_DATA_ACTIONS) <= needed, f"granted but never called: {set(TABLE_DATA_ACTIONS) - needed}"

@@ -41,7 +41,7 @@ def streamed_table(handler, dynamodb_endpoint):
     # Table administration is slower than the data path's 1 s read timeout allows.
     admin = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, config=Config(read_timeout=30))
     request = create_table_request(name, SESSIONS) | {
-        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}
     stream_arn = admin.create_table(**request)["TableDescription"]["LatestStreamArn"]
     admin.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2})
     yield name, stream_arn, boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint)
