@@ -9,7 +9,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: dev test test-unit test-integration test-infra synth deploy destroy chat bench lint reliability clean
+.PHONY: dev test test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench lint reliability clean
 
 $(STAMP): requirements.txt layers/agent/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,10 +35,36 @@ synth: install  ## cdk synth with the real layer, no Docker; then check the laye
 	CDK_DOCKER=/nonexistent/docker npx cdk synth --quiet
 	$(PY) -m infra.check_layer cdk.out
 
-deploy: install  ## cdk deploy (ALARM_EMAIL=you@example.com to get the alarm e-mails)
-	npx cdk deploy --require-approval never $(if $(ALARM_EMAIL),-c alarmEmail=$(ALARM_EMAIL)) $(CDK_ARGS)
+# The deployment verbs (docs/DEPLOY.md). Settings are remembered in cdk.context.json between deploys.
+DRILL_MINUTES ?= 15
+SINCE ?= 1h
+DEPLOYMENT := $(PY) -m infra.deployment
 
-destroy: install
+bootstrap: install  ## once per account and region: the CDK's asset bucket and deploy roles
+	npx cdk bootstrap
+
+deploy: install  ## cdk deploy, no prompts; ALARM_EMAIL=... and CONTEXT="key=value ..." are remembered
+	$(DEPLOYMENT) remember $(if $(ALARM_EMAIL),alarmEmail=$(ALARM_EMAIL)) $(CONTEXT)
+	npx cdk deploy --require-approval never
+
+outputs: $(STAMP)  ## the stack's outputs as shell variables: eval "$$(make -s outputs)"
+	@$(DEPLOYMENT) outputs
+
+token: $(STAMP)  ## an access token (1 hour) for EMAIL and PASSWORD: export TOKEN=$$(make -s token)
+	@$(DEPLOYMENT) token
+
+secret: $(STAMP)  ## put $$ANTHROPIC_API_KEY into the stack's secret (after the first deploy; to rotate)
+	@$(DEPLOYMENT) secret
+
+drill: install  ## staging only: every memory write fails for DRILL_MINUTES; sends 12 turns; alarm e-mail follows
+	@test -n "$$TOKEN" || { echo 'error: TOKEN is not set: export TOKEN=$$(make -s token)' >&2; exit 2; }
+	npx cdk deploy --require-approval never -c alarmDrillMinutes=$(DRILL_MINUTES)
+	$(DEPLOYMENT) drill-turns
+
+logs: $(STAMP)  ## the agent's logs since SINCE (1h); FOLLOW=1 keeps following
+	eval "$$($(DEPLOYMENT) outputs)" && aws logs tail "$$AgentLogGroupName" --since $(SINCE) $(if $(FOLLOW),--follow)
+
+destroy: install  ## delete the stack (long-term memory and the user pool are kept: docs/DEPLOY.md)
 	npx cdk destroy --force
 
 bench: install  ## reproducible measurements, saved under benchmarks/results/

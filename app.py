@@ -3,10 +3,9 @@
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from infra.deployment import STACK_NAME
 from infra.settings import Settings
 from infra.stack import AgentStack
-
-STACK_NAME = "DurableAgentMemory"
 
 
 def build(app: cdk.App) -> AgentStack:

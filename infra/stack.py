@@ -76,5 +76,10 @@ class AgentStack(Stack):
         CfnOutput(self, "SessionsTableName", value=tables.sessions.table_name)
         CfnOutput(self, "LongTermTableName", value=tables.long_term.table_name)
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
+        # Where to look when something fails (docs/DEPLOY.md, "Troubleshooting").
+        CfnOutput(self, "AgentLogGroupName", value=agent.log_group.log_group_name)
+        if compactor is not None:
+            CfnOutput(self, "CompactorLogGroupName", value=compactor.log_group.log_group_name)
+            CfnOutput(self, "CompactionDeadLetterQueueUrl", value=compactor.dead_letters.queue_url)
         if model.secret is not None:
             CfnOutput(self, "AnthropicApiKeySecretArn", value=model.secret.secret_arn)

@@ -1,0 +1,141 @@
+"""The deployed stack's day-to-day verbs (`make deploy`, `make outputs`, `make token`, `make secret`,
+`make drill`), so docs/DEPLOY.md never asks anyone to type the same long command twice.
+
+Deploy settings are remembered in cdk.context.json, which the CDK CLI reads on every synth and
+deploy: a later `make deploy` or `make drill` keeps the alarm e-mail subscription, the model
+provider, the JWT issuer and the memory strategy instead of silently deploying the defaults.
+No aws_cdk import here: these verbs start in a fraction of a second.
+"""
+
+import json
+import os
+import shlex
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+STACK_NAME = "DurableAgentMemory"
+CONTEXT_FILE = Path(__file__).resolve().parent.parent / "cdk.context.json"
+# The deployment's settings (infra/settings.py reads them): remembered from one deploy to the next.
+REMEMBERED = ("alarmEmail", "modelProvider", "modelId", "memoryStrategy", "jwtIssuer", "jwtAudience")
+# A drill lasts for one deploy only: `make drill` passes it on the command line, never remembered.
+ONE_SHOT = ("alarmDrillMinutes",)
+DRILL_TURNS = 12  # the alarm fires at 10 suppressed writes in 5 minutes
+REQUEST_TIMEOUT_SECONDS = 60
+
+
+class UsageError(Exception):
+    """A mistake the user can fix: printed as one line, exit status 2."""
+
+
+def remember(assignments: list[str], context_file: Path = CONTEXT_FILE) -> dict[str, str]:
+    """Merges `key=value` settings into the remembered context (an empty value forgets the key) and
+    returns the deployment's settings after the merge."""
+    context = json.loads(context_file.read_text()) if context_file.exists() else {}
+    for assignment in assignments:
+        key, equals, value = assignment.partition("=")
+        if key in ONE_SHOT:
+            raise UsageError(f"{key} is not remembered between deploys: use `make drill`")
+        if key not in REMEMBERED or not equals:
+            raise UsageError(f"expected key=value with key one of {', '.join(REMEMBERED)}; got {assignment!r}")
+        if value:
+            context[key] = value
+        else:
+            context.pop(key, None)
+    context_file.write_text(json.dumps(context, indent=2, sort_keys=True) + "\n")
+    return {key: context[key] for key in REMEMBERED if key in context}
+
+
+def describe(settings: dict[str, str]) -> str:
+    lines = [f"deploying with (cdk.context.json): {' '.join(f'{k}={v}' for k, v in settings.items()) or 'defaults'}"]
+    if "alarmEmail" not in settings:
+        lines.append("no alarmEmail: alarms reach nobody (make deploy ALARM_EMAIL=you@example.com subscribes one)")
+    return "\n".join(lines)
+
+
+def stack_outputs(cloudformation) -> dict[str, str]:
+    (stack,) = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"]
+    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def token(outputs: dict[str, str], cognito, email: str, password: str) -> str:
+    """A Cognito access token for an existing user of the stack's user pool (valid one hour)."""
+    answer = cognito.initiate_auth(
+        ClientId=outputs["UserPoolClientId"], AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": email, "PASSWORD": password},
+    )
+    if "AuthenticationResult" not in answer:
+        raise UsageError(f"Cognito asks for {answer.get('ChallengeName')}: set a permanent password first "
+                         "(admin-set-user-password --permanent, docs/DEPLOY.md)")
+    return answer["AuthenticationResult"]["AccessToken"]
+
+
+def put_secret(outputs: dict[str, str], secrets, api_key: str) -> None:
+    if "AnthropicApiKeySecretArn" not in outputs:
+        raise UsageError("this deployment has no Anthropic key secret (modelProvider is not anthropic)")
+    secrets.put_secret_value(SecretId=outputs["AnthropicApiKeySecretArn"], SecretString=api_key)
+
+
+def drill_turns(api_url: str, bearer: str, send=None) -> list[str]:
+    """Sends DRILL_TURNS turns to one session and returns each answer's memory write outcome."""
+    send = send or _post
+    outcomes = []
+    for n in range(1, DRILL_TURNS + 1):
+        status, body = send(f"{api_url.rstrip('/')}/sessions/alarm-drill/messages", bearer, {"message": f"drill {n}"})
+        if status != 200:
+            raise UsageError(f"turn {n} answered {status}: {body}")
+        outcomes.append(body["memory"]["write"])
+    return outcomes
+
+
+def _post(url: str, bearer: str, payload: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST", headers={
+        "Authorization": f"Bearer {bearer}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def _required_env(name: str, hint: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise UsageError(f"{name} is not set: {hint}")
+    return value
+
+
+def main(argv: list[str]) -> None:
+    import boto3  # only the verbs that call AWS pay for it
+
+    verb, *arguments = argv
+    if verb == "remember":
+        print(describe(remember(arguments)), file=sys.stderr)
+        return
+    outputs = stack_outputs(boto3.client("cloudformation"))
+    if verb == "outputs":  # eval "$(make -s outputs)" sets ApiUrl, UserPoolId, ... in the shell
+        print("\n".join(f"{key}={shlex.quote(value)}" for key, value in sorted(outputs.items())))
+    elif verb == "token":
+        print(token(outputs, boto3.client("cognito-idp"), _required_env("EMAIL", "the user's e-mail"),
+                    _required_env("PASSWORD", "the user's password")))
+    elif verb == "secret":
+        put_secret(outputs, boto3.client("secretsmanager"),
+                   _required_env("ANTHROPIC_API_KEY", "export your key from console.anthropic.com first"))
+        print("stored; the function picks the key up within 5 minutes", file=sys.stderr)
+    elif verb == "drill-turns":
+        bearer = _required_env("TOKEN", "export TOKEN=$(make -s token)")
+        outcomes = drill_turns(outputs["ApiUrl"], bearer)
+        print(f"{len(outcomes)} turns, memory writes: {', '.join(outcomes)}", file=sys.stderr)
+        if "suppressed" not in outcomes:
+            raise UsageError("no write was suppressed: the drill is not running (over, or deployed without it)")
+    else:
+        raise UsageError(f"unknown verb {verb!r}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,154 @@
+"""The deployment verbs: settings remembered between deploys (a deploy without ALARM_EMAIL keeps the
+subscription; a drill keeps the provider, issuer and strategy), and the outputs, token, secret and
+drill-turn helpers against moto's Cognito and Secrets Manager."""
+
+import json
+import re
+import subprocess
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from conftest import REPO_ROOT
+from infra import deployment
+from infra.deployment import ONE_SHOT, REMEMBERED, UsageError, remember
+from infra.monitoring import ALARM_THRESHOLD
+from infra.settings import Settings
+
+
+class Context:
+    """What the CDK CLI hands the app: cdk.context.json's keys plus the command line's -c values."""
+
+    def __init__(self, context: dict):
+        self.context = context
+
+    def try_get_context(self, key):
+        return self.context.get(key)
+
+
+@pytest.fixture
+def context_file(tmp_path):
+    return tmp_path / "cdk.context.json"
+
+
+def test_a_deploy_without_alarm_email_keeps_the_remembered_subscription(context_file):
+    # Given a first deploy with an e-mail and a provider
+    remember(["alarmEmail=oncall@example.com", "modelProvider=bedrock"], context_file)
+
+    # When a later deploy names neither
+    settings = remember([], context_file)
+
+    # Then the stack is synthesized with both again: the e-mail subscription stays
+    assert settings == {"alarmEmail": "oncall@example.com", "modelProvider": "bedrock"}
+    deployed = Settings.from_context(Context(json.loads(context_file.read_text())))
+    assert (deployed.alarm_email, deployed.model_provider) == ("oncall@example.com", "bedrock")
+
+
+def test_an_empty_value_forgets_a_setting_and_a_new_one_replaces_it(context_file):
+    remember(["alarmEmail=old@example.com", "memoryStrategy=last_k"], context_file)
+
+    assert remember(["alarmEmail=new@example.com"], context_file)["alarmEmail"] == "new@example.com"
+    assert remember(["alarmEmail="], context_file) == {"memoryStrategy": "last_k"}
+    assert "no alarmEmail" in deployment.describe({"memoryStrategy": "last_k"})
+
+
+def test_other_keys_in_the_context_file_are_left_alone(context_file):
+    context_file.write_text(json.dumps({"acknowledged-issue-numbers": [1]}))
+    remember(["alarmEmail=a@example.com"], context_file)
+    assert json.loads(context_file.read_text()) == {"acknowledged-issue-numbers": [1], "alarmEmail": "a@example.com"}
+
+
+@pytest.mark.parametrize("assignment", ["alarmDrillMinutes=15", "alarmemail=a@example.com", "alarmEmail", "x=y"])
+def test_a_drill_or_an_unknown_key_is_refused_and_nothing_is_written(context_file, assignment):
+    with pytest.raises(UsageError):
+        remember([assignment], context_file)
+    assert not context_file.exists()
+
+
+def test_every_setting_the_stack_reads_is_remembered_except_the_drill():
+    # A setting missing here would silently fall back to its default on the next deploy.
+    source = (REPO_ROOT / "infra" / "settings.py").read_text()
+    assert set(re.findall(r'get\("(\w+)"\)', source)) == set(REMEMBERED) | set(ONE_SHOT)
+
+
+def make_dry_run(*arguments: str) -> list[str]:
+    run = subprocess.run(["make", "-n", *arguments], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return run.stdout.splitlines()
+
+
+def test_make_deploy_remembers_first_and_passes_no_context_on_the_command_line():
+    lines = make_dry_run("deploy", "ALARM_EMAIL=oncall@example.com", "CONTEXT=modelProvider=bedrock")
+    (remembering,) = [i for i, line in enumerate(lines) if "infra.deployment remember" in line]
+    (deploying,) = [i for i, line in enumerate(lines) if "cdk deploy" in line]
+
+    assert remembering < deploying
+    assert lines[remembering].endswith("remember alarmEmail=oncall@example.com modelProvider=bedrock")
+    assert " -c " not in lines[deploying]
+
+
+def test_make_drill_adds_only_the_drill_to_the_remembered_settings():
+    (deploying,) = [line for line in make_dry_run("drill", "DRILL_MINUTES=20") if "cdk deploy" in line]
+    assert re.findall(r"-c (\S+)", deploying) == ["alarmDrillMinutes=20"]
+
+
+# -- the verbs that call AWS, on moto -----------------------------------------------------------------
+
+
+class Stack:
+    def __init__(self, outputs: dict[str, str]):
+        self.outputs = outputs
+
+    def describe_stacks(self, StackName):
+        assert StackName == deployment.STACK_NAME
+        return {"Stacks": [{"Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]}]}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    with mock_aws():
+        yield
+
+
+def test_token_signs_in_an_admin_created_user_with_a_permanent_password(aws):
+    cognito = boto3.client("cognito-idp")
+    pool = cognito.create_user_pool(PoolName="users")["UserPool"]["Id"]
+    client = cognito.create_user_pool_client(UserPoolId=pool, ClientName="cli",
+                                             ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"])["UserPoolClient"]
+    cognito.admin_create_user(UserPoolId=pool, Username="a@example.com", MessageAction="SUPPRESS")
+    outputs = deployment.stack_outputs(Stack({"UserPoolClientId": client["ClientId"]}))
+
+    # A temporary password asks for a new one: said in words, not a KeyError
+    cognito.admin_set_user_password(UserPoolId=pool, Username="a@example.com", Password="Temp-Pass-123!", Permanent=False)
+    with pytest.raises(UsageError, match="permanent password"):
+        deployment.token(outputs, cognito, "a@example.com", "Temp-Pass-123!")
+
+    cognito.admin_set_user_password(UserPoolId=pool, Username="a@example.com", Password="a-Long-pass-1!", Permanent=True)
+    assert deployment.token(outputs, cognito, "a@example.com", "a-Long-pass-1!").count(".") == 2  # a JWT
+
+
+def test_secret_puts_the_key_into_the_stacks_secret_only(aws):
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(Name="anthropic", SecretString="placeholder")["ARN"]
+
+    deployment.put_secret({"AnthropicApiKeySecretArn": arn}, secrets, "sk-ant-test")
+
+    assert secrets.get_secret_value(SecretId=arn)["SecretString"] == "sk-ant-test"
+    with pytest.raises(UsageError, match="not anthropic"):
+        deployment.put_secret({}, secrets, "sk-ant-test")
+
+
+def test_drill_turns_sends_enough_turns_to_fire_the_alarm_and_stops_on_an_error():
+    sent = []
+
+    def send(url, bearer, payload):
+        sent.append((url, bearer, payload["message"]))
+        return 200, {"memory": {"write": "suppressed"}}
+
+    assert deployment.drill_turns("https://api.example.com/", "t0k3n", send) == ["suppressed"] * 12
+    assert deployment.DRILL_TURNS >= ALARM_THRESHOLD
+    assert sent[0] == ("https://api.example.com/sessions/alarm-drill/messages", "t0k3n", "drill 1")
+
+    with pytest.raises(UsageError, match="401"):
+        deployment.drill_turns("https://api.example.com", "expired", lambda *_: (401, {"message": "Unauthorized"}))
