@@ -144,7 +144,7 @@ class Monitoring(Construct):
         alarm.add_alarm_action(action)
         alarm.add_ok_action(action)
         # The first OK notification comes minutes after the deploy: the topic policy must be in place.
-        alarm.node.add_dependency(self.topic)
+        alarm.node.add_dependency(self.topic.node.find_child("Policy"))
         return alarm
 
     def _dashboard(self, *, function: lambda_.IFunction, stage: apigwv2.HttpStage) -> cloudwatch.Dashboard:
