@@ -258,12 +258,13 @@ def test_lambda_filter_model_reads_lines_without_a_valid_timestamp_as_info():
     assert lambda_keeps('{"_aws": {"Timestamp": 1}}', "INFO")
 
 
-@pytest.mark.parametrize("handler", ["agent.handler.lambda_handler", "compactor.handler.lambda_handler"])
-def test_every_function_keeps_info_logs_so_metric_lines_and_warnings_reach_cloudwatch(synth, handler):
+def test_every_function_keeps_info_logs_so_metric_lines_and_warnings_reach_cloudwatch(synth, variant):
     # EMF metric lines carry no level (INFO to Lambda): above INFO, every metric of the dashboard
     # would be dropped, and a WARNING line without its RFC 3339 timestamp too.
-    config = synth.function(handler)["Properties"]["LoggingConfig"]
-    assert (config["LogFormat"], config["ApplicationLogLevel"]) == ("JSON", "INFO")
+    for synthesized in (synth, variant):
+        for function in synthesized.resources("AWS::Lambda::Function").values():
+            config = function["Properties"]["LoggingConfig"]
+            assert (config["LogFormat"], config["ApplicationLogLevel"]) == ("JSON", "INFO")
 
 
 def test_a_drill_turn_through_the_real_handler_logs_a_line_lambda_keeps_and_the_filter_counts(variant):
@@ -299,3 +300,13 @@ def test_a_drill_turn_through_the_real_handler_logs_a_line_lambda_keeps_and_the_
         assert lambda_keeps(line, application_level), application_level
     # And the metric filter on the agent's log group counts it
     assert matches(metric_filters(variant)[function["LoggingConfig"]["LogGroup"]["Ref"]]["FilterPattern"], line)
+
+
+def test_every_powertools_logger_of_the_functions_writes_rfc_3339_timestamps():
+    # Given every Logger the Lambda code builds (a new function's own Logger included)
+    built = [(path.name, line.strip()) for path in (REPO_ROOT / "functions").rglob("*.py")
+             for line in path.read_text().splitlines() if re.search(r"\bLogger\(", line)]
+    assert built, "no Powertools Logger found: has the code moved?"
+
+    # Then each asks for RFC 3339 timestamps
+    assert [entry for entry in built if "use_rfc3339=True" not in entry[1]] == []
