@@ -19,7 +19,8 @@ from memory.turns import iso
 
 FACT_KEY = r"[a-z0-9_.-]{1,64}"
 FACT_KEY_PATTERN = re.compile(FACT_KEY)
-# Its sort key cannot be a fact key ('#' is not in FACT_KEY): no fact can overwrite it.
+# The user's totals. Its sort key cannot be a fact key ('#' is not in FACT_KEY), so no fact can
+# overwrite it, and it sorts before every fact key: reading the facts skips it by key, not by filter.
 USAGE_KEY = "#usage"
 DEFAULT_MAX_FACTS = 200
 DEFAULT_MAX_VALUE_CHARS = 500
@@ -71,12 +72,19 @@ class FactStore:
     @translate_errors
     def all(self, user_id: str) -> list[Fact]:
         """The user's facts, most recently updated first."""
-        facts = [
-            Fact(item["fact_key"]["S"], item["value"]["S"], item["updated_at"]["S"])
-            for item in self._items(user_id)
-            if item["fact_key"]["S"] != USAGE_KEY
-        ]
-        return sorted(facts, key=lambda fact: fact.updated_at, reverse=True)
+        facts, start = [], None
+        while True:
+            page = self._client.query(
+                TableName=self._table,
+                KeyConditionExpression="user_id = :user AND fact_key > :usage",
+                ExpressionAttributeValues={":user": {"S": user_id}, ":usage": {"S": USAGE_KEY}},
+                ConsistentRead=True,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            facts += [Fact(item["fact_key"]["S"], item["value"]["S"], item["updated_at"]["S"]) for item in page["Items"]]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return sorted(facts, key=lambda fact: fact.updated_at, reverse=True)
 
     def check(self, key, value) -> None:
         """Raises InvalidFact unless `key` and `value` can be stored: the API and the tool alike."""
@@ -132,29 +140,14 @@ class FactStore:
 
     @translate_errors
     def delete_user(self, user_id: str) -> int:
-        keys = [item["fact_key"]["S"] for item in self._items(user_id)]
+        keys = [fact.key for fact in self.all(user_id)]
+        # The usage item goes in the first batch: if a later one fails, the next put recounts what is left.
         batch_write_all(
             self._client,
             self._table,
-            # The usage item goes first: if a batch fails half way, the next put recounts what is left.
-            [{"DeleteRequest": {"Key": self._key(user_id, key)}} for key in sorted(keys, key=lambda k: k != USAGE_KEY)],
+            [{"DeleteRequest": {"Key": self._key(user_id, key)}} for key in [USAGE_KEY, *keys]],
         )
-        return sum(key != USAGE_KEY for key in keys)
-
-    def _items(self, user_id: str) -> list[dict]:
-        items, start = [], None
-        while True:
-            page = self._client.query(
-                TableName=self._table,
-                KeyConditionExpression="user_id = :user",
-                ExpressionAttributeValues={":user": {"S": user_id}},
-                ConsistentRead=True,
-                **({"ExclusiveStartKey": start} if start else {}),
-            )
-            items += page["Items"]
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return items
+        return len(keys)
 
     def _read(self, user_id: str, key: str) -> tuple[str | None, dict | None]:
         """The fact's stored value and the user's totals, read together (serialisably)."""
