@@ -4,7 +4,10 @@ Every fact goes into every prompt of its user and stays for ever, so the store b
 facts, how long a value, how many bytes in all. The totals live in one usage item per user, updated
 in the same transaction as the fact, on the condition that it stays under the caps: two writers
 racing at the cap cannot both land past it, and a write that does not grow the totals (overwriting a
-fact with a value no longer) always goes through."""
+fact with a value no longer) always goes through. Totals are only trusted to let a write through: when
+they are missing (facts stored before the caps) or would refuse it, the facts are counted, and the
+write goes by that count, so totals that drifted (an erasure that failed half way) never refuse a
+fact below the caps."""
 
 import re
 import time
@@ -54,12 +57,27 @@ class FactLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
 
 
+@dataclass(frozen=True)
+class Totals:
+    """A user's number of facts and their bytes (keys and values, UTF-8), or a change to them."""
+
+    facts: int
+    size: int
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(self.facts + other.facts, self.size + other.size)
+
+
 def valid_key(key) -> bool:
     return isinstance(key, str) and FACT_KEY_PATTERN.fullmatch(key) is not None
 
 
 def fact_bytes(key: str, value: str) -> int:
     return len(key.encode()) + len(value.encode())
+
+
+def _size(key: str, value: str | None) -> int:
+    return fact_bytes(key, value) if value is not None else 0
 
 
 class FactStore:
@@ -102,20 +120,18 @@ class FactStore:
         """Raises InvalidFact, or FactsLimitReached past a cap (nothing stored then)."""
         self.check(key, value)
         for _ in range(WRITE_TRIES):
-            old, usage = self._read(user_id, key)
-            new_facts = 0 if old is not None else 1
-            grown = fact_bytes(key, value) - (fact_bytes(key, old) if old is not None else 0)
-            if usage is None:  # the user's first write under caps: the totals start from what is stored
-                stored = self.all(user_id)
-                usage = {"facts": len(stored), "bytes": sum(fact_bytes(f.key, f.value) for f in stored)}
-                counter = self._new_usage(user_id, usage["facts"] + new_facts, usage["bytes"] + grown)
+            old, totals = self._read(user_id, key)
+            change = Totals(facts=0 if old is not None else 1, size=fact_bytes(key, value) - _size(key, old))
+            if totals is not None and not self._refusal(totals, change):
+                usage = self._add_usage(user_id, change)
             else:
-                counter = self._add_usage(user_id, new_facts, grown)
-            if new_facts and usage["facts"] + new_facts > self.limits.max_facts:
-                raise FactsLimitReached(f"at most {self.limits.max_facts} facts per user")
-            if grown > 0 and usage["bytes"] + grown > self.limits.max_bytes:
-                raise FactsLimitReached(f"at most {self.limits.max_bytes} bytes of facts per user")
-            if self._write(self._put_fact(user_id, key, value, old), counter):
+                # No totals yet (the user's first write under caps), or totals that refuse the write:
+                # count what is stored, so that totals that drifted from it never refuse a fact below the caps.
+                stored = self._stored(user_id)
+                if refusal := self._refusal(stored, change):
+                    raise FactsLimitReached(refusal)
+                usage = self._set_usage(user_id, stored + change, was=totals)
+            if self._write(self._put_fact(user_id, key, value, old), usage):
                 return
         raise MemoryUnavailable("too many concurrent writes to this user's facts")
 
@@ -123,18 +139,14 @@ class FactStore:
     def delete(self, user_id: str, key: str) -> bool:
         """Whether there was a fact to delete."""
         for _ in range(WRITE_TRIES):
-            old, usage = self._read(user_id, key)
+            old, totals = self._read(user_id, key)
             if old is None:
                 return False
-            delete = {"Delete": {
-                "TableName": self._table,
-                "Key": self._key(user_id, key),
-                "ConditionExpression": "#value = :old",
-                "ExpressionAttributeNames": {"#value": "value"},
-                "ExpressionAttributeValues": {":old": {"S": old}},
-            }}
-            # Without a usage item there are no totals to keep: the next put counts what is stored.
-            if self._write(delete, self._add_usage(user_id, -1, -fact_bytes(key, old)) if usage else None):
+            change = Totals(facts=-1, size=-_size(key, old))
+            usage = (self._add_usage(user_id, change) if totals is not None
+                     else self._set_usage(user_id, self._stored(user_id) + change, was=None))
+            delete = {"Delete": {"TableName": self._table, "Key": self._key(user_id, key), **_as_read(old)}}
+            if self._write(delete, usage):
                 return True
         raise MemoryUnavailable("too many concurrent writes to this user's facts")
 
@@ -149,7 +161,7 @@ class FactStore:
         )
         return len(keys)
 
-    def _read(self, user_id: str, key: str) -> tuple[str | None, dict | None]:
+    def _read(self, user_id: str, key: str) -> tuple[str | None, Totals | None]:
         """The fact's stored value and the user's totals, read together (serialisably)."""
         fact, usage = self._client.transact_get_items(TransactItems=[
             {"Get": {"TableName": self._table, "Key": self._key(user_id, key)}},
@@ -158,12 +170,24 @@ class FactStore:
         old = fact["Item"]["value"]["S"] if "Item" in fact else None
         if "Item" not in usage:
             return old, None
-        return old, {"facts": int(usage["Item"]["fact_count"]["N"]), "bytes": int(usage["Item"]["fact_bytes"]["N"])}
+        return old, Totals(int(usage["Item"]["fact_count"]["N"]), int(usage["Item"]["fact_bytes"]["N"]))
 
-    def _write(self, fact_write: dict, usage_write: dict | None) -> bool:
+    def _stored(self, user_id: str) -> Totals:
+        facts = self.all(user_id)
+        return Totals(len(facts), sum(fact_bytes(fact.key, fact.value) for fact in facts))
+
+    def _refusal(self, totals: Totals, change: Totals) -> str | None:
+        """Why `change` may not be made to `totals`: only a write that grows them past a cap is refused."""
+        if change.facts > 0 and totals.facts + change.facts > self.limits.max_facts:
+            return f"at most {self.limits.max_facts} facts per user"
+        if change.size > 0 and totals.size + change.size > self.limits.max_bytes:
+            return f"at most {self.limits.max_bytes} bytes of facts per user"
+        return None
+
+    def _write(self, fact_write: dict, usage_write: dict) -> bool:
         """False when another writer of this user got there first (a condition failed): read again."""
         try:
-            transact_write(self._client, [fact_write, *([usage_write] if usage_write else [])])
+            transact_write(self._client, [fact_write, usage_write])
         except ClientError as error:
             if cancelled_by(error, "ConditionalCheckFailed"):
                 return False
@@ -171,41 +195,34 @@ class FactStore:
         return True
 
     def _put_fact(self, user_id: str, key: str, value: str, old: str | None) -> dict:
-        """The fact, on the condition that it is still as read: the totals' deltas depend on it."""
-        put = {
-            "TableName": self._table,
-            "Item": {
-                **self._key(user_id, key),
-                "value": {"S": value},
-                "updated_at": {"S": iso(self._clock())},
-            },
-        }
-        if old is None:
-            put["ConditionExpression"] = "attribute_not_exists(fact_key)"
-        else:
-            put |= {
-                "ConditionExpression": "#value = :old",
-                "ExpressionAttributeNames": {"#value": "value"},
-                "ExpressionAttributeValues": {":old": {"S": old}},
-            }
-        return {"Put": put}
+        item = {**self._key(user_id, key), "value": {"S": value}, "updated_at": {"S": iso(self._clock())}}
+        return {"Put": {"TableName": self._table, "Item": item, **_as_read(old)}}
 
-    def _new_usage(self, user_id: str, facts: int, size: int) -> dict:
+    def _set_usage(self, user_id: str, totals: Totals, *, was: Totals | None) -> dict:
+        """The totals as counted, on the condition that they did not move since they were read."""
+        if was is None:
+            condition, values = "attribute_not_exists(fact_key)", {}
+        else:
+            condition = "fact_count = :was_facts AND fact_bytes = :was_bytes"
+            values = {":was_facts": {"N": str(was.facts)}, ":was_bytes": {"N": str(was.size)}}
         return {"Put": {
             "TableName": self._table,
-            "Item": {**self._key(user_id, USAGE_KEY), "fact_count": {"N": str(facts)}, "fact_bytes": {"N": str(size)}},
-            "ConditionExpression": "attribute_not_exists(fact_key)",
+            "Item": {**self._key(user_id, USAGE_KEY), "fact_count": {"N": str(totals.facts)},
+                     "fact_bytes": {"N": str(totals.size)}},
+            "ConditionExpression": condition,
+            **({"ExpressionAttributeValues": values} if values else {}),
         }}
 
-    def _add_usage(self, user_id: str, facts: int, size: int) -> dict:
-        """Adds to the totals; a write that grows them is refused if it would pass a cap."""
-        conditions, values = ["attribute_exists(fact_key)"], {":facts": {"N": str(facts)}, ":bytes": {"N": str(size)}}
-        if facts > 0:
+    def _add_usage(self, user_id: str, change: Totals) -> dict:
+        """Adds `change` to the totals; a change that grows them is refused if it would pass a cap."""
+        conditions = ["attribute_exists(fact_key)"]
+        values = {":facts": {"N": str(change.facts)}, ":bytes": {"N": str(change.size)}}
+        if change.facts > 0:
             conditions.append("fact_count <= :facts_below")
-            values[":facts_below"] = {"N": str(self.limits.max_facts - facts)}
-        if size > 0:
+            values[":facts_below"] = {"N": str(self.limits.max_facts - change.facts)}
+        if change.size > 0:
             conditions.append("fact_bytes <= :bytes_below")
-            values[":bytes_below"] = {"N": str(self.limits.max_bytes - size)}
+            values[":bytes_below"] = {"N": str(self.limits.max_bytes - change.size)}
         return {"Update": {
             "TableName": self._table,
             "Key": self._key(user_id, USAGE_KEY),
@@ -217,3 +234,14 @@ class FactStore:
     @staticmethod
     def _key(user_id: str, key: str) -> dict:
         return {"user_id": {"S": user_id}, "fact_key": {"S": key}}
+
+
+def _as_read(old: str | None) -> dict:
+    """The condition that a fact is still as it was read: the change to the totals depends on it."""
+    if old is None:
+        return {"ConditionExpression": "attribute_not_exists(fact_key)"}
+    return {
+        "ConditionExpression": "#value = :old",
+        "ExpressionAttributeNames": {"#value": "value"},
+        "ExpressionAttributeValues": {":old": {"S": old}},
+    }

@@ -147,3 +147,14 @@ def test_the_alarm_drill_suppresses_writes_until_it_ends(conversations, facts, c
     clock.now += 120
     assert memory.append(make_turn(clock, 1)) == "ok"
     assert [t.messages[0]["content"] for t in conversations.load("u1", "s1", limit=5)] == ["message 1"]
+
+
+def test_totals_that_drifted_never_refuse_a_fact_below_the_cap(dynamodb, capped):
+    # Given one fact, and totals that say the user is at the cap (e.g. an erasure that failed half way)
+    capped.put("u1", "a", "v")
+    key = {"user_id": {"S": "u1"}, "fact_key": {"S": USAGE_KEY}}
+    dynamodb.put_item(TableName="long-term", Item={**key, "fact_count": {"N": "3"}, "fact_bytes": {"N": "40"}})
+    # When a new fact is stored, the facts are counted and the write goes by that count
+    capped.put("u1", "b", "v")
+    assert stored(capped) == {"a": "v", "b": "v"}
+    assert dynamodb.get_item(TableName="long-term", Key=key)["Item"]["fact_count"] == {"N": "2"}
