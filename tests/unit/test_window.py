@@ -170,21 +170,30 @@ def test_every_model_call_of_a_turn_is_valid_and_within_the_budget(history, summ
     assert result.context_summary == (SUMMARY_HEADING in model.calls[0]["system"])
 
 
-fact_lists = st.lists(
-    st.builds(Fact, key=st.from_regex(r"[a-z0-9_.-]{1,64}", fullmatch=True), value=words,
-              updated_at=st.integers(0, 10**6).map(lambda n: f"{n:07d}")),
-    max_size=300, unique_by=lambda fact: fact.key,
-).map(lambda facts: sorted(facts, key=lambda fact: fact.updated_at, reverse=True))
+@st.composite
+def fact_lists(draw) -> list[Fact]:
+    """Up to the default cap of facts, newest first as the store reads them: a few drawn whole, and
+    many of one drawn size (in two-byte characters), so that they often overflow their share."""
+    drawn = draw(st.lists(
+        st.builds(Fact, key=st.from_regex(r"[a-z0-9_.-]{1,64}", fullmatch=True), value=words,
+                  updated_at=st.integers(0, 10**6).map(lambda n: f"{n:07d}")),
+        max_size=10, unique_by=lambda fact: fact.key,
+    ))
+    many, size = draw(st.integers(0, 190)), draw(st.integers(1, 500))
+    filler = [Fact(f"filler-{n}", "é" * size, f"{n * 5000:07d}") for n in range(many)]
+    return sorted(drawn + filler, key=lambda fact: fact.updated_at, reverse=True)
 
 
-@given(history=histories(), facts=fact_lists, strategy=st.sampled_from(STRATEGIES[1:]),
-       budget=st.integers(2_000, 60_000), message=st.text(min_size=1, max_size=2_000))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_facts_keep_to_their_share_and_never_push_the_conversation_out(history, facts, strategy, budget, message):
-    # Given any number of facts of any size (newest first, as the store reads them), and any history
+@given(history=histories(), facts=fact_lists(), strategy=st.sampled_from(STRATEGIES[1:]),
+       message=st.text(min_size=1, max_size=2_000), data=st.data())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_facts_keep_to_their_share_and_never_push_the_conversation_out(history, facts, strategy, message, data):
+    # Given any number of facts of any size (newest first, as the store reads them), any history, and
+    # a budget (often right where some turn would stop fitting without the facts)
+    fixed = fixed_tokens({"role": "user", "content": message})
+    budget = data.draw(st.integers(2_000, 60_000) | st.just(near_a_cut(data, history, fixed)))
     memory = InMemory(history, None, WindowPolicy(strategy=strategy, max_prompt_tokens=budget), facts)
     model = ScriptedModel(text("done"))
-    fixed = fixed_tokens({"role": "user", "content": message})
     # When a turn runs
     result = run_turn(memory=memory, model=model, user_id="u", session_id="s", message=message)
     [call] = model.calls
