@@ -1,18 +1,25 @@
 """The request and response shapes of the HTTP API, validated at the edge."""
 
+import json
 from typing import Annotated
 
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.turn import FACT_KEY_PATTERN, MAX_FACT_VALUE_CHARS
+from memory.long_term import FACT_KEY as FACT_KEY_CHARS
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+# Anchored for pydantic, whose (Rust) regex searches; `$` there is the end of the text, not a newline.
+FACT_KEY = f"^{FACT_KEY_CHARS}$"
 # 16,000 characters is ~4,000 tokens: a long message, and with the tool loop's blocks a turn stays
 # far below DynamoDB's 400 KB item limit (at most 4 bytes per character: 64 KB for the message).
 MAX_MESSAGE_CHARS = 16_000
 # Checked before the body is parsed: JSON escapes (\uXXXX) may take six bytes per character.
 MAX_BODY_BYTES = 6 * MAX_MESSAGE_CHARS + 1024
 HISTORY_PAGE_MAX = 100
+# No field of the API is a number this long; Python refuses to convert past 4,300 digits anyway,
+# with a message about its own internals.
+MAX_JSON_INTEGER_DIGITS = 100
 
 
 class TurnRequest(BaseModel):
@@ -29,9 +36,28 @@ class TurnRequest(BaseModel):
 
 
 class FactRequest(BaseModel):
+    """The value's length and characters are checked by the fact store, for the API and the model's
+    `remember` alike (memory.long_term: MEMORY_MAX_FACT_VALUE_CHARS)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    value: Annotated[str, Field(min_length=1, max_length=MAX_FACT_VALUE_CHARS)]
+    value: Annotated[str, Field(min_length=1)]
 
 
-FACT_KEY = FACT_KEY_PATTERN.pattern
+def json_object(body: str) -> dict:
+    """Every request body is one JSON object: Powertools would take the first element of an array
+    for the model and silently drop the rest."""
+    value = json.loads(body, parse_int=_bounded_int)
+    if not isinstance(value, dict):
+        raise _invalid_body("the body must be a JSON object")
+    return value
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+        raise _invalid_body(f"a number in the body has more than {MAX_JSON_INTEGER_DIGITS} digits")
+    return int(digits)
+
+
+def _invalid_body(message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "invalid_body", "loc": ("body",), "msg": message}])

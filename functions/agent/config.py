@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass
 
 from agent.providers import MAX_OUTPUT_TOKENS
+from memory.long_term import DEFAULT_MAX_BYTES, DEFAULT_MAX_FACTS, DEFAULT_MAX_VALUE_CHARS
 from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES
 
 PROVIDERS = ("anthropic", "bedrock", "offline")
@@ -17,6 +18,9 @@ DEFAULT_MODEL_IDS = {
 MIN_PROMPT_TOKENS = 16_000
 # Under the model's 1,024-token answer (providers.MAX_OUTPUT_TOKENS): a summary is never cut off.
 DEFAULT_SUMMARY_MAX_TOKENS = 800
+# A value as long as the longest message: with 4 bytes per character, a fact item stays far below
+# DynamoDB's 400 KB limit.
+MAX_FACT_VALUE_CHARS = 16_000
 
 
 class ConfigError(ValueError):
@@ -33,6 +37,9 @@ class Settings:
     max_prompt_tokens: int
     compaction_trigger_turns: int
     summary_max_tokens: int
+    max_facts: int
+    max_fact_value_chars: int
+    max_fact_bytes: int
     provider: str
     model_id: str
     anthropic_api_key: str | None
@@ -54,6 +61,9 @@ class Settings:
             max_prompt_tokens=_positive_int(env, "MEMORY_MAX_PROMPT_TOKENS", DEFAULT_MAX_PROMPT_TOKENS),
             compaction_trigger_turns=_positive_int(env, "MEMORY_COMPACTION_TRIGGER_TURNS", max_turns),
             summary_max_tokens=_positive_int(env, "MEMORY_SUMMARY_MAX_TOKENS", DEFAULT_SUMMARY_MAX_TOKENS),
+            max_facts=_positive_int(env, "MEMORY_MAX_FACTS", DEFAULT_MAX_FACTS),
+            max_fact_value_chars=_positive_int(env, "MEMORY_MAX_FACT_VALUE_CHARS", DEFAULT_MAX_VALUE_CHARS),
+            max_fact_bytes=_positive_int(env, "MEMORY_MAX_FACT_BYTES", DEFAULT_MAX_BYTES),
             provider=provider,
             model_id=env.get("AGENT_MODEL_ID") or DEFAULT_MODEL_IDS[provider],
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
@@ -75,6 +85,8 @@ def _check_window(settings: Settings) -> None:
         raise ConfigError(f"MEMORY_MAX_PROMPT_TOKENS must be from {MIN_PROMPT_TOKENS} to {MODEL_CONTEXT_TOKENS}")
     if settings.summary_max_tokens > MAX_OUTPUT_TOKENS:
         raise ConfigError(f"MEMORY_SUMMARY_MAX_TOKENS must be at most {MAX_OUTPUT_TOKENS}, the model's answer limit")
+    if settings.max_fact_value_chars > MAX_FACT_VALUE_CHARS:
+        raise ConfigError(f"MEMORY_MAX_FACT_VALUE_CHARS must be at most {MAX_FACT_VALUE_CHARS}")
     # The window read (MEMORY_MAX_TURNS) must reach back to the summary, or turns fall in between.
     if settings.memory_strategy == "compaction" and not 2 <= settings.compaction_trigger_turns <= settings.max_turns:
         raise ConfigError("MEMORY_COMPACTION_TRIGGER_TURNS must be from 2 to MEMORY_MAX_TURNS")

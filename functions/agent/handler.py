@@ -15,16 +15,16 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from agent.api import FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, FactRequest, TurnRequest
+from agent.api import FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, FactRequest, TurnRequest, json_object
 from agent.config import Settings
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
 from agent.observability import logger, metrics, tracer
 from agent.providers import Model, ModelError, configured_model
 from agent.turn import run_turn
 from memory.client import dynamodb_client
-from memory.conversation import ConversationStore
+from memory.conversation import ConversationStore, decode_token
 from memory.errors import MemoryUnavailable, SessionNotFound
-from memory.long_term import FactStore
+from memory.long_term import FactLimits, FactsLimitReached, FactStore, InvalidFact
 from memory.resilient import ResilientMemory
 from memory.window import WindowPolicy
 
@@ -43,14 +43,19 @@ memory = ResilientMemory(
     conversations=ConversationStore(
         client=dynamodb, table_name=settings.sessions_table, ttl_days=settings.session_ttl_days
     ),
-    facts=FactStore(client=dynamodb, table_name=settings.long_term_table),
+    facts=FactStore(
+        client=dynamodb,
+        table_name=settings.long_term_table,
+        limits=FactLimits(max_facts=settings.max_facts, max_value_chars=settings.max_fact_value_chars,
+                          max_bytes=settings.max_fact_bytes),
+    ),
     logger=logger,
     max_turns=settings.max_turns,
     window=WindowPolicy(strategy=settings.memory_strategy, max_prompt_tokens=settings.max_prompt_tokens),
     write_drill_until=settings.write_drill_until,
 )
 idempotency = Idempotency(client=dynamodb, table_name=settings.sessions_table, logger=logger)
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_object)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 FactKey = Annotated[str, Path(pattern=FACT_KEY)]
@@ -110,7 +115,8 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
         "session_id": session_id,
         "reply": result.reply,
         "turn_id": result.turn.turn_id,
-        "context": {"turns": result.context_turns, "summary": result.context_summary, "facts": result.context_facts},
+        "context": {"turns": result.context_turns, "summary": result.context_summary, "facts": result.context_facts,
+                    "facts_omitted": result.context_facts_omitted},
         "memory": {"write": result.write},
     }
 
@@ -121,6 +127,11 @@ def get_messages(
     limit: Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX)] = HISTORY_PAGE_MAX,
     next_token: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> dict:
+    if next_token:
+        try:
+            decode_token(next_token)
+        except ValueError as error:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "bad_request", str(error)) from None
     turns, token = memory.conversations.history(caller(), session_id, limit=limit, next_token=next_token)
     return {
         "session_id": session_id,
@@ -146,7 +157,7 @@ def list_sessions() -> dict:
 
 @app.get("/memory")
 def get_facts() -> dict:
-    return {"facts": memory.facts.all(caller())}
+    return {"facts": {fact.key: fact.value for fact in memory.facts.all(caller())}}
 
 
 @app.put("/memory/<key>")
@@ -209,9 +220,14 @@ def model_error(error: ModelError) -> Response:
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, "model_unavailable", "the model is unavailable; retry later", headers)
 
 
-@app.exception_handler(ValueError)
-def bad_request(error: ValueError) -> Response:
-    return _error(HTTPStatus.BAD_REQUEST, "bad_request", str(error))
+@app.exception_handler(InvalidFact)
+def invalid_fact(error: InvalidFact) -> Response:
+    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", str(error))
+
+
+@app.exception_handler(FactsLimitReached)
+def facts_limit_reached(error: FactsLimitReached) -> Response:
+    return _error(HTTPStatus.CONFLICT, "facts_limit_reached", f"{error}: delete a fact to make room")
 
 
 @app.exception_handler(RecursionError)

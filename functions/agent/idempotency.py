@@ -57,7 +57,8 @@ class Claim:
     token: str | None  # proves the running record is ours; None when it could not be written
     done_expires_at: int
 
-    def record(self, turn: Turn, reply: str, context_turns: int, context_facts: int, context_summary: bool) -> dict:
+    def record(self, turn: Turn, reply: str, context_turns: int, context_facts: int, context_summary: bool,
+               context_facts_omitted: int) -> dict:
         """The finished record, as a TransactItem to store with the turn."""
         item = {
             "pk": {"S": self.pk},
@@ -70,6 +71,7 @@ class Claim:
             "context_turns": {"N": str(context_turns)},
             "context_facts": {"N": str(context_facts)},
             "context_summary": {"BOOL": context_summary},
+            "context_facts_omitted": {"N": str(context_facts_omitted)},
             "expires_at": {"N": str(self.done_expires_at)},
         }
         return {"Put": {"TableName": self.table, "Item": item}}
@@ -168,6 +170,8 @@ def _existing(user_id: str, session_id: str, claim: Claim, item: dict) -> TurnRe
         context_turns=int(item["context_turns"]["N"]),
         context_facts=int(item["context_facts"]["N"]),
         context_summary=item["context_summary"]["BOOL"],
+        # Records stored before facts were budgeted have none: every fact was sent then.
+        context_facts_omitted=int(item.get("context_facts_omitted", {"N": "0"})["N"]),
         write="ok",
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from agent.prompt import read_facts
 from memory.turns import Usage
 
 MAX_OUTPUT_TOKENS = 1024
@@ -187,10 +188,10 @@ class BedrockModel:
         return with_retries(attempt, deadline)
 
 
-REMEMBER = re.compile(r"remember that my (?P<key>[\w ]+?) is (?P<value>.+?)[.!]?$", re.IGNORECASE)
+REMEMBER = re.compile(r"remember (?:that )?my (?P<key>[\w ]+?) is (?P<value>.+?)[.!]?$", re.IGNORECASE)
 FORGET = re.compile(r"forget my (?P<key>[\w ]+?)[.!]?$", re.IGNORECASE)
 RECALL = re.compile(r"what(?:'s| is) my (?P<key>[\w ]+?)\??$", re.IGNORECASE)
-FACT_LINE = re.compile(r"^- (?P<key>[^:]+): (?P<value>.*)$", re.MULTILINE)
+FIRST = re.compile(r"what did i (?:say|tell you) first\??$", re.IGNORECASE)
 CHARS_PER_TOKEN = 4
 
 
@@ -201,8 +202,9 @@ def fact_key(phrase: str) -> str:
 class OfflineModel:
     """Deterministic and network-free, for running the whole memory path without an API key.
 
-    It reads what memory gave it (earlier turns in the messages, facts in the system prompt) and
-    turns "remember that my X is Y" / "forget my X" into real tool calls."""
+    It reads what the prompt holds (earlier turns in the messages, facts in the system prompt's
+    facts block), turns "remember (that) my X is Y" / "forget my X" into real tool calls, and answers
+    "what is my X?" from the facts and "what did I say first?" from the history."""
 
     def complete(self, *, system, messages, tools, allow_tools=True, deadline=None) -> ModelResponse:
         last = messages[-1]["content"]
@@ -212,17 +214,18 @@ class OfflineModel:
         )
         if isinstance(last, list) and last[0].get("type") == "tool_result":
             return _offline_text("done: " + "; ".join(block["content"] for block in last), usage)
-        facts = dict(FACT_LINE.findall(system))
+        facts = read_facts(system)
         call = _offline_tool_call(last.strip(), len(messages)) if allow_tools else None
         if call:
             return ModelResponse(content=[call], stop_reason="tool_use", usage=usage)
-        earlier = sum(1 for m in messages[:-1] if m["role"] == "user" and isinstance(m["content"], str))
-        recall = RECALL.match(last.strip())
-        answer = (
-            f"your {recall['key']} is {facts.get(fact_key(recall['key']), 'something I do not know yet')}."
-            if recall
-            else f"you said: {last[:200]}"
-        )
+        said = [m["content"] for m in messages[:-1] if m["role"] == "user" and isinstance(m["content"], str)]
+        if recall := RECALL.match(last.strip()):
+            answer = f"your {recall['key']} is {facts.get(fact_key(recall['key']), 'something I do not know yet')}."
+        elif FIRST.match(last.strip()):
+            answer = f"you first said: {said[0][:200]}" if said else "this is the first thing you said here."
+        else:
+            answer = f"you said: {last[:200]}"
+        earlier = len(said)
         return _offline_text(f"I see {earlier} earlier turns and {len(facts)} facts; {answer}", usage)
 
 

@@ -1,29 +1,25 @@
 """One agent turn: plain Python, given its memory and its model."""
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent.prompt import facts_room, facts_tokens, fit_facts, system_prompt
 from agent.providers import MAX_OUTPUT_TOKENS, MODEL_BUDGET_SECONDS, Model
+from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact, valid_key
 from memory.resilient import ResilientMemory
 from memory.turns import Turn, Usage, iso, new_turn_id
-from memory.window import Summary, estimate_tokens, message_tokens, summary_prompt
+from memory.window import estimate_tokens, message_tokens
 
 if TYPE_CHECKING:
     from agent.idempotency import Claim
 
 # Each round is one model call; the last one is made with tools off, so the turn always ends in text.
 MAX_TOOL_ROUNDS = 4
-FACT_KEY_PATTERN = re.compile(r"^[a-z0-9_.-]{1,64}$")
-MAX_FACT_VALUE_CHARS = 500
-
-SYSTEM_PROMPT = (
-    "You are a helpful assistant with durable memory. Earlier turns of this conversation are "
-    "included above the new message. When the user tells you a lasting fact about themselves, "
-    "store it with the `remember` tool; remove it with `forget` when they ask."
-)
+# Tool calls run per model answer; the rest get a tool error. An answer is at most 1,024 tokens, room
+# for ~40 short calls: a prompt-injected model must not rewrite a user's memory wholesale in one go.
+MAX_TOOL_CALLS_PER_ANSWER = 5
 
 TOOLS = [
     {
@@ -62,22 +58,13 @@ class TurnResult:
     context_facts: int
     write: str
     context_summary: bool = False
+    context_facts_omitted: int = 0
 
 
-def system_prompt(facts: dict[str, str], summary: Summary | None = None) -> str:
-    parts = [SYSTEM_PROMPT]
-    if facts:
-        lines = "\n".join(f"- {key}: {value}" for key, value in sorted(facts.items()))
-        parts.append(f"Known facts about the user (long-term memory):\n{lines}")
-    if summary:
-        parts.append(summary_prompt(summary))
-    return "\n\n".join(parts)
-
-
-def fixed_tokens(facts: dict[str, str], message: dict) -> int:
-    """What every prompt of the turn holds besides the window: system prompt and facts, tools, the
-    new message, and the room kept for the tool loop."""
-    return estimate_tokens(system_prompt(facts)) + TOOLS_TOKENS + message_tokens(message) + TOOL_LOOP_RESERVE_TOKENS
+def fixed_tokens(message: dict) -> int:
+    """What every prompt of the turn holds besides the window and the facts: system prompt, tools,
+    the new message, and the room kept for the tool loop."""
+    return estimate_tokens(system_prompt([])) + TOOLS_TOKENS + message_tokens(message) + TOOL_LOOP_RESERVE_TOKENS
 
 
 def run_turn(
@@ -98,8 +85,11 @@ def run_turn(
     context = memory.load(user_id, session_id)
     deadline = time.monotonic() + MODEL_BUDGET_SECONDS
     new_messages: list[dict] = [{"role": "user", "content": message}]
-    window = memory.window.fit(context.turns, context.summary, fixed_tokens=fixed_tokens(context.facts, new_messages[0]))
-    system, history = system_prompt(context.facts, window.summary), window.messages
+    fixed = fixed_tokens(new_messages[0])
+    facts = fit_facts(context.facts, facts_room(memory.window, context.turns, fixed))
+    window = memory.window.fit(context.turns, context.summary, fixed_tokens=fixed + facts_tokens(facts))
+    system, history = system_prompt(facts, window.summary), window.messages
+    facts_omitted = len(context.facts) - len(facts)
     usage = Usage()
     for round_number in range(1, MAX_TOOL_ROUNDS + 1):
         response = model.complete(
@@ -114,9 +104,12 @@ def run_turn(
         tool_calls = [block for block in response.content if block["type"] == "tool_use"]
         if response.stop_reason != "tool_use" or not tool_calls:
             break
-        new_messages.append(
-            {"role": "user", "content": [_run_tool(memory, user_id, session_id, call) for call in tool_calls]}
-        )
+        new_messages.append({"role": "user", "content": [
+            _run_tool(memory, user_id, session_id, call) if number < MAX_TOOL_CALLS_PER_ANSWER
+            else _tool_result(call, f"error: at most {MAX_TOOL_CALLS_PER_ANSWER} tool calls per answer; "
+                                    "this one was not run", error=True)
+            for number, call in enumerate(tool_calls)
+        ]})
     turn = Turn(
         user_id=user_id,
         session_id=session_id,
@@ -128,14 +121,16 @@ def run_turn(
     reply = reply_text(new_messages[-1])
     also = ()
     if idempotency:  # stored with the turn, in the same transaction
-        also = (idempotency.record(turn, reply, len(window.turns), len(context.facts), window.summary is not None),)
+        also = (idempotency.record(turn, reply, len(window.turns), len(facts), window.summary is not None,
+                                   facts_omitted),)
     return TurnResult(
         turn=turn,
         reply=reply,
         context_turns=len(window.turns),
-        context_facts=len(context.facts),
+        context_facts=len(facts),
         write=memory.append(turn, also),
         context_summary=window.summary is not None,
+        context_facts_omitted=facts_omitted,
     )
 
 
@@ -145,16 +140,17 @@ def reply_text(message: dict) -> str:
 
 def _run_tool(memory: ResilientMemory, user_id: str, session_id: str, call: dict) -> dict:
     """The tools act for the caller only: user_id comes from the identity, never from the model."""
-    tool_input = call.get("input") or {}
+    tool_input = call.get("input") if isinstance(call.get("input"), dict) else {}
     key, value = tool_input.get("key"), tool_input.get("value")
-    if not isinstance(key, str) or not FACT_KEY_PATTERN.match(key):
-        return _tool_result(call, f"error: key must match {FACT_KEY_PATTERN.pattern}", error=True)
     if call["name"] == "remember":
-        if not isinstance(value, str) or not 0 < len(value) <= MAX_FACT_VALUE_CHARS:
-            return _tool_result(call, f"error: value must be 1 to {MAX_FACT_VALUE_CHARS} characters", error=True)
-        outcome = memory.remember(user_id, session_id, key, value)
+        try:
+            outcome = memory.remember(user_id, session_id, key, value)
+        except (InvalidFact, FactsLimitReached) as refusal:
+            return _tool_result(call, f"error: {refusal}; nothing was stored", error=True)
         text = f"remembered {key}"
     elif call["name"] == "forget":
+        if not valid_key(key):
+            return _tool_result(call, f"error: key must match {FACT_KEY}", error=True)
         outcome = memory.forget(user_id, session_id, key)
         text = f"forgot {key}"
     else:

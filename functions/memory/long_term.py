@@ -1,64 +1,247 @@
-"""Long-term memory: permanent key/value facts per user, in their own table."""
+"""Long-term memory: permanent key/value facts per user, in their own table, under caps.
 
+Every fact goes into every prompt of its user and stays for ever, so the store bounds it: how many
+facts, how long a value, how many bytes in all. The totals live in one usage item per user, updated
+in the same transaction as the fact, on the condition that it stays under the caps: two writers
+racing at the cap cannot both land past it, and a write that does not grow the totals (overwriting a
+fact with a value no longer) always goes through. Totals are only trusted to let a write through: when
+they are missing (facts stored before the caps) or would refuse it, the facts are counted, and the
+write goes by that count, so totals that drifted (an erasure that failed half way) never refuse a
+fact below the caps."""
+
+import re
 import time
+import unicodedata
+from dataclasses import dataclass
 
-from memory.conversation import batch_write_all, translate_errors
+from botocore.exceptions import ClientError
+
+from memory.conversation import batch_write_all, cancelled_by, transact_write, translate_errors
+from memory.errors import MemoryUnavailable
 from memory.turns import iso
+
+FACT_KEY = r"[a-z0-9_.-]{1,64}"
+FACT_KEY_PATTERN = re.compile(FACT_KEY)
+# The user's totals. Its sort key cannot be a fact key ('#' is not in FACT_KEY), so no fact can
+# overwrite it, and it sorts before every fact key: reading the facts skips it by key, not by filter.
+USAGE_KEY = "#usage"
+DEFAULT_MAX_FACTS = 200
+DEFAULT_MAX_VALUE_CHARS = 500
+# ~16,000 tokens at chars/4: all of a user's facts fit the default facts share of the prompt.
+DEFAULT_MAX_BYTES = 64 * 1024
+# A line break or a control character could end a fact's entry in the prompt and start another.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# Each try rereads the fact and the totals: only writers of the same user racing make another try.
+WRITE_TRIES = 4
+
+
+class InvalidFact(Exception):
+    """The key or value is not one the store accepts (the client's fault, or the model's)."""
+
+
+class FactsLimitReached(Exception):
+    """Storing the fact would take the user past a cap: nothing was stored."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    key: str
+    value: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class FactLimits:
+    max_facts: int = DEFAULT_MAX_FACTS
+    max_value_chars: int = DEFAULT_MAX_VALUE_CHARS
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A user's number of facts and their bytes (keys and values, UTF-8), or a change to them."""
+
+    facts: int
+    size: int
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(self.facts + other.facts, self.size + other.size)
+
+
+def valid_key(key) -> bool:
+    return isinstance(key, str) and FACT_KEY_PATTERN.fullmatch(key) is not None
+
+
+def fact_bytes(key: str, value: str) -> int:
+    return len(key.encode()) + len(value.encode())
+
+
+def _size(key: str, value: str | None) -> int:
+    return fact_bytes(key, value) if value is not None else 0
 
 
 class FactStore:
-    def __init__(self, *, client, table_name: str, clock=time.time):
+    def __init__(self, *, client, table_name: str, limits: FactLimits = FactLimits(), clock=time.time):
         self._client = client
         self._table = table_name
+        self.limits = limits
         self._clock = clock
 
     @translate_errors
-    def all(self, user_id: str) -> dict[str, str]:
-        facts, start = {}, None
+    def all(self, user_id: str) -> list[Fact]:
+        """The user's facts, most recently updated first."""
+        facts, start = [], None
         while True:
             page = self._client.query(
                 TableName=self._table,
-                KeyConditionExpression="user_id = :user",
-                ExpressionAttributeValues={":user": {"S": user_id}},
+                KeyConditionExpression="user_id = :user AND fact_key > :usage",
+                ExpressionAttributeValues={":user": {"S": user_id}, ":usage": {"S": USAGE_KEY}},
                 ConsistentRead=True,
                 **({"ExclusiveStartKey": start} if start else {}),
             )
-            facts |= {item["fact_key"]["S"]: item["value"]["S"] for item in page["Items"]}
+            facts += [Fact(item["fact_key"]["S"], item["value"]["S"], item["updated_at"]["S"]) for item in page["Items"]]
             start = page.get("LastEvaluatedKey")
             if not start:
-                return facts
+                return sorted(facts, key=lambda fact: fact.updated_at, reverse=True)
+
+    def check(self, key, value) -> None:
+        """Raises InvalidFact unless `key` and `value` can be stored: the API and the tool alike."""
+        if not valid_key(key):
+            raise InvalidFact(f"key must match {FACT_KEY}")
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidFact("value must be a non-blank string")
+        if len(value) > self.limits.max_value_chars:
+            raise InvalidFact(f"value must be at most {self.limits.max_value_chars} characters")
+        if any(unicodedata.category(char) in REFUSED_CATEGORIES for char in value):
+            raise InvalidFact("value must be one line of text, without control characters")
 
     @translate_errors
     def put(self, user_id: str, key: str, value: str) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                "user_id": {"S": user_id},
-                "fact_key": {"S": key},
-                "value": {"S": value},
-                "updated_at": {"S": iso(self._clock())},
-            },
-        )
+        """Raises InvalidFact, or FactsLimitReached past a cap (nothing stored then)."""
+        self.check(key, value)
+        for _ in range(WRITE_TRIES):
+            old, totals = self._read(user_id, key)
+            change = Totals(facts=0 if old is not None else 1, size=fact_bytes(key, value) - _size(key, old))
+            if totals is not None and not self._refusal(totals, change):
+                usage = self._add_usage(user_id, change)
+            else:
+                # No totals yet (the user's first write under caps), or totals that refuse the write:
+                # count what is stored, so that totals that drifted from it never refuse a fact below the caps.
+                stored = self._stored(user_id)
+                if refusal := self._refusal(stored, change):
+                    raise FactsLimitReached(refusal)
+                usage = self._set_usage(user_id, stored + change, was=totals)
+            if self._write(self._put_fact(user_id, key, value, old), usage):
+                return
+        raise MemoryUnavailable("too many concurrent writes to this user's facts")
 
     @translate_errors
     def delete(self, user_id: str, key: str) -> bool:
         """Whether there was a fact to delete."""
-        response = self._client.delete_item(
-            TableName=self._table,
-            Key={"user_id": {"S": user_id}, "fact_key": {"S": key}},
-            ReturnValues="ALL_OLD",
-        )
-        return "Attributes" in response
+        for _ in range(WRITE_TRIES):
+            old, totals = self._read(user_id, key)
+            if old is None:
+                return False
+            change = Totals(facts=-1, size=-_size(key, old))
+            usage = (self._add_usage(user_id, change) if totals is not None
+                     else self._set_usage(user_id, self._stored(user_id) + change, was=None))
+            delete = {"Delete": {"TableName": self._table, "Key": self._key(user_id, key), **_as_read(old)}}
+            if self._write(delete, usage):
+                return True
+        raise MemoryUnavailable("too many concurrent writes to this user's facts")
 
     @translate_errors
     def delete_user(self, user_id: str) -> int:
-        keys = list(self.all(user_id))
+        keys = [fact.key for fact in self.all(user_id)]
+        # The usage item goes in the first batch: if a later one fails, the next put recounts what is left.
         batch_write_all(
             self._client,
             self._table,
-            [
-                {"DeleteRequest": {"Key": {"user_id": {"S": user_id}, "fact_key": {"S": key}}}}
-                for key in keys
-            ],
+            [{"DeleteRequest": {"Key": self._key(user_id, key)}} for key in [USAGE_KEY, *keys]],
         )
         return len(keys)
+
+    def _read(self, user_id: str, key: str) -> tuple[str | None, Totals | None]:
+        """The fact's stored value and the user's totals, read together (serialisably)."""
+        fact, usage = self._client.transact_get_items(TransactItems=[
+            {"Get": {"TableName": self._table, "Key": self._key(user_id, key)}},
+            {"Get": {"TableName": self._table, "Key": self._key(user_id, USAGE_KEY)}},
+        ])["Responses"]
+        old = fact["Item"]["value"]["S"] if "Item" in fact else None
+        if "Item" not in usage:
+            return old, None
+        return old, Totals(int(usage["Item"]["fact_count"]["N"]), int(usage["Item"]["fact_bytes"]["N"]))
+
+    def _stored(self, user_id: str) -> Totals:
+        facts = self.all(user_id)
+        return Totals(len(facts), sum(fact_bytes(fact.key, fact.value) for fact in facts))
+
+    def _refusal(self, totals: Totals, change: Totals) -> str | None:
+        """Why `change` may not be made to `totals`: only a write that grows them past a cap is refused."""
+        if change.facts > 0 and totals.facts + change.facts > self.limits.max_facts:
+            return f"at most {self.limits.max_facts} facts per user"
+        if change.size > 0 and totals.size + change.size > self.limits.max_bytes:
+            return f"at most {self.limits.max_bytes} bytes of facts per user"
+        return None
+
+    def _write(self, fact_write: dict, usage_write: dict) -> bool:
+        """False when another writer of this user got there first (a condition failed): read again."""
+        try:
+            transact_write(self._client, [fact_write, usage_write])
+        except ClientError as error:
+            if cancelled_by(error, "ConditionalCheckFailed"):
+                return False
+            raise
+        return True
+
+    def _put_fact(self, user_id: str, key: str, value: str, old: str | None) -> dict:
+        item = {**self._key(user_id, key), "value": {"S": value}, "updated_at": {"S": iso(self._clock())}}
+        return {"Put": {"TableName": self._table, "Item": item, **_as_read(old)}}
+
+    def _set_usage(self, user_id: str, totals: Totals, *, was: Totals | None) -> dict:
+        """The totals as counted, on the condition that they did not move since they were read."""
+        if was is None:
+            condition, values = "attribute_not_exists(fact_key)", {}
+        else:
+            condition = "fact_count = :was_facts AND fact_bytes = :was_bytes"
+            values = {":was_facts": {"N": str(was.facts)}, ":was_bytes": {"N": str(was.size)}}
+        return {"Put": {
+            "TableName": self._table,
+            "Item": {**self._key(user_id, USAGE_KEY), "fact_count": {"N": str(totals.facts)},
+                     "fact_bytes": {"N": str(totals.size)}},
+            "ConditionExpression": condition,
+            **({"ExpressionAttributeValues": values} if values else {}),
+        }}
+
+    def _add_usage(self, user_id: str, change: Totals) -> dict:
+        """Adds `change` to the totals; a change that grows them is refused if it would pass a cap."""
+        conditions = ["attribute_exists(fact_key)"]
+        values = {":facts": {"N": str(change.facts)}, ":bytes": {"N": str(change.size)}}
+        if change.facts > 0:
+            conditions.append("fact_count <= :facts_below")
+            values[":facts_below"] = {"N": str(self.limits.max_facts - change.facts)}
+        if change.size > 0:
+            conditions.append("fact_bytes <= :bytes_below")
+            values[":bytes_below"] = {"N": str(self.limits.max_bytes - change.size)}
+        return {"Update": {
+            "TableName": self._table,
+            "Key": self._key(user_id, USAGE_KEY),
+            "UpdateExpression": "ADD fact_count :facts, fact_bytes :bytes",
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeValues": values,
+        }}
+
+    @staticmethod
+    def _key(user_id: str, key: str) -> dict:
+        return {"user_id": {"S": user_id}, "fact_key": {"S": key}}
+
+
+def _as_read(old: str | None) -> dict:
+    """The condition that a fact is still as it was read: the change to the totals depends on it."""
+    if old is None:
+        return {"ConditionExpression": "attribute_not_exists(fact_key)"}
+    return {
+        "ConditionExpression": "#value = :old",
+        "ExpressionAttributeNames": {"#value": "value"},
+        "ExpressionAttributeValues": {":old": {"S": old}},
+    }

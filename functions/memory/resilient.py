@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from memory.conversation import ConversationStore
-from memory.long_term import FactStore
+from memory.long_term import Fact, FactsLimitReached, FactStore, InvalidFact
 from memory.turns import Turn
 from memory.window import Summary, WindowPolicy
 
@@ -20,7 +20,7 @@ class WriteDrillFault(Exception):
 @dataclass(frozen=True)
 class MemoryContext:
     turns: list[Turn]
-    facts: dict[str, str]
+    facts: list[Fact]  # most recently updated first
     summary: Summary | None = None
 
 
@@ -60,6 +60,7 @@ class ResilientMemory:
         return self._best_effort(turn.session_id, self.conversations.append, turn, also)
 
     def remember(self, user_id: str, session_id: str, key: str, value: str) -> str:
+        """Raises InvalidFact or FactsLimitReached: a refusal is an answer for the model, not a failed write."""
         return self._best_effort(session_id, self.facts.put, user_id, key, value)
 
     def forget(self, user_id: str, session_id: str, key: str) -> str:
@@ -70,6 +71,8 @@ class ResilientMemory:
             if self._write_drill_until and self._clock() < self._write_drill_until:
                 raise WriteDrillFault("alarm drill in progress")
             write(*args)
+        except (InvalidFact, FactsLimitReached):
+            raise
         except Exception as error:  # any failure of a best-effort write is suppressed, visibly
             cause = error.__cause__ or error
             self._logger.warning(

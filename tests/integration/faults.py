@@ -76,7 +76,7 @@ def failing(client, operation: str, fault, *, table: str | None = None, times: i
     attempts = []
 
     def answer(request, **_):
-        if table and json.loads(request.body).get("TableName") != table:
+        if table and table not in _tables(json.loads(request.body)):
             return None
         if times is not None and len(attempts) >= times:
             return None
@@ -89,6 +89,12 @@ def failing(client, operation: str, fault, *, table: str | None = None, times: i
         yield attempts
     finally:
         client.meta.events.unregister(event, answer)
+
+
+def _tables(body: dict) -> set[str]:
+    """The tables a request touches: its own, or its transaction items'."""
+    items = body.get("TransactItems", [])
+    return {body.get("TableName"), *(action["TableName"] for item in items for action in item.values())}
 
 
 @contextlib.contextmanager

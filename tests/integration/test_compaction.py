@@ -130,4 +130,4 @@ def test_the_local_stack_compacts_after_each_reply_and_keeps_the_whole_history(c
     # And deleting the session takes the summary with it
     assert api.delete("/sessions/long", headers=as_user(user)).status_code == 204
     first = api.post("/sessions/long/messages", json={"message": "again"}, headers=as_user(user)).json()
-    assert first["context"] == {"turns": 0, "summary": False, "facts": 0}
+    assert first["context"] == {"turns": 0, "summary": False, "facts": 0, "facts_omitted": 0}

@@ -122,9 +122,10 @@ def test_a_failed_append_still_answers_and_says_so(api, user, handler, stored, r
                 lost(stored, after))
 
 
+# A fact and the user's totals change in one transaction (memory.long_term).
 TOOL_WRITES = {
-    "remember": ("PutItem", tool_use("remember", {"key": "city", "value": "Rome"})),
-    "forget": ("DeleteItem", tool_use("forget", {"key": "city"})),
+    "remember": ("TransactWriteItems", tool_use("remember", {"key": "city", "value": "Rome"})),
+    "forget": ("TransactWriteItems", tool_use("forget", {"key": "city"})),
 }
 
 

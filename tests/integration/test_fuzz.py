@@ -9,7 +9,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 
 from agent.api import MAX_BODY_BYTES, MAX_MESSAGE_CHARS
-from agent.turn import MAX_FACT_VALUE_CHARS, MAX_TOOL_ROUNDS
+from agent.turn import MAX_TOOL_ROUNDS
+from memory.long_term import DEFAULT_MAX_VALUE_CHARS as MAX_FACT_VALUE_CHARS
 from conftest import SESSIONS_TABLE, as_user
 from fakes import ScriptedModel, text, tool_use
 from faults import recording

@@ -61,7 +61,7 @@ def test_another_users_data_is_never_reachable(api, user, victim, reliability, n
     assert response.status_code in statuses, response.text
     assert SECRET not in response.text
     if response.status_code == 200 and "turn_id" in response.json():
-        assert response.json()["context"] == {"turns": 0, "summary": False, "facts": 0}
+        assert response.json()["context"] == {"turns": 0, "summary": False, "facts": 0, "facts_omitted": 0}
     # And B's data is untouched
     after = everything(api, victim)
     assert after == before

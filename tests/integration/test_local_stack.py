@@ -47,6 +47,13 @@ def test_the_offline_model_remembers_through_a_real_tool_call(api, user):
     assert body["context"]["facts"] == 1 and "teal" in body["reply"]
 
 
+def test_the_offline_model_remembers_without_that_and_recalls_the_first_message(api, user):
+    say(api, user, "one", "remember my city is Lyon")
+    assert api.get("/memory", headers=as_user(user)).json() == {"facts": {"city": "Lyon"}}
+    assert "your city is Lyon" in say(api, user, "one", "what is my city?").json()["reply"]
+    assert "you first said: remember my city is Lyon" in say(api, user, "one", "What did I say first?").json()["reply"]
+
+
 def test_deleting_a_session_and_a_fact(api, user):
     say(api, user, "gone", "hello")
     api.put("/memory/city", json={"value": "Paris"}, headers=as_user(user))

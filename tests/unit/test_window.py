@@ -5,8 +5,10 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.prompt import FACTS_SHARE_PERCENT, facts_room, facts_tokens, read_facts, system_prompt
 from agent.turn import TOOLS, fixed_tokens, run_turn
 from fakes import ScriptedModel, text, tool_use
+from memory.long_term import Fact
 from memory.resilient import MemoryContext
 from memory.turns import Turn, Usage
 from memory.window import (
@@ -15,7 +17,7 @@ from memory.window import (
 )
 from prompt_rules import api_problems
 
-FACTS = {"name": "Ada", "city": "Zürich"}
+FACTS = [Fact("name", "Ada", "2026-01-02"), Fact("city", "Zürich", "2026-01-01")]
 DAMAGES = ("no_answer", "lost_tool_use", "lost_tool_result", "no_user_message", "empty_content")
 words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=400)
 
@@ -125,8 +127,8 @@ def test_last_k_cuts_only_after_the_newest_damaged_turn(history):
 class InMemory:
     """ResilientMemory's surface as run_turn uses it, over a fixed history."""
 
-    def __init__(self, turns, summary, window):
-        self.context = MemoryContext(turns=turns, facts=FACTS, summary=summary)
+    def __init__(self, turns, summary, window, facts=FACTS):
+        self.context = MemoryContext(turns=turns, facts=facts, summary=summary)
         self.window = window
 
     def load(self, user_id, session_id):
@@ -152,7 +154,7 @@ def prompt_tokens(call: dict) -> int:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_every_model_call_of_a_turn_is_valid_and_within_the_budget(history, summary, strategy, message, rounds, data):
     # Given a stored history, a budget it nearly fills, and a model that runs the tool loop a few rounds
-    fixed = fixed_tokens(FACTS, {"role": "user", "content": message})
+    fixed = fixed_tokens({"role": "user", "content": message})
     with_summary = summary_tokens(summary) if summary and strategy == "compaction" else 0
     budget = max(fixed, near_a_cut(data, history, fixed + with_summary))
     memory = InMemory(history, summary, WindowPolicy(strategy=strategy, max_prompt_tokens=budget))
@@ -166,3 +168,47 @@ def test_every_model_call_of_a_turn_is_valid_and_within_the_budget(history, summ
         assert prompt_tokens(call) <= budget
     # And the response says whether a summary was in it
     assert result.context_summary == (SUMMARY_HEADING in model.calls[0]["system"])
+
+
+@st.composite
+def fact_lists(draw) -> list[Fact]:
+    """Up to the default cap of facts, newest first as the store reads them: a few drawn whole, and
+    many of one drawn size (in two-byte characters), so that they often overflow their share."""
+    drawn = draw(st.lists(
+        st.builds(Fact, key=st.from_regex(r"[a-z0-9_.-]{1,64}", fullmatch=True), value=words,
+                  updated_at=st.integers(0, 10**6).map(lambda n: f"{n:07d}")),
+        max_size=10, unique_by=lambda fact: fact.key,
+    ))
+    many, size = draw(st.integers(0, 190)), draw(st.integers(1, 500))
+    filler = [Fact(f"filler-{n}", "é" * size, f"{n * 5000:07d}") for n in range(many)]
+    return sorted(drawn + filler, key=lambda fact: fact.updated_at, reverse=True)
+
+
+@given(history=histories(), facts=fact_lists(), strategy=st.sampled_from(STRATEGIES[1:]),
+       message=st.text(min_size=1, max_size=2_000), data=st.data())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_facts_keep_to_their_share_and_never_push_the_conversation_out(history, facts, strategy, message, data):
+    # Given any number of facts of any size (newest first, as the store reads them), any history, and
+    # a budget (often right where some turn would stop fitting without the facts)
+    fixed = fixed_tokens({"role": "user", "content": message})
+    budget = data.draw(st.integers(2_000, 60_000) | st.just(near_a_cut(data, history, fixed)))
+    memory = InMemory(history, None, WindowPolicy(strategy=strategy, max_prompt_tokens=budget), facts)
+    model = ScriptedModel(text("done"))
+    # When a turn runs
+    result = run_turn(memory=memory, model=model, user_id="u", session_id="s", message=message)
+    [call] = model.calls
+    sent = read_facts(call["system"])
+    # Then the prompt is within the budget (whenever the rest of it fits at all)
+    if fixed <= budget:
+        assert prompt_tokens(call) <= budget
+    # And the facts take at most their share, and are the newest ones that fit
+    assert estimate_tokens(call["system"]) - estimate_tokens(system_prompt([])) <= budget * FACTS_SHARE_PERCENT // 100
+    assert (result.context_facts, result.context_facts_omitted) == (len(sent), len(facts) - len(sent))
+    assert sent == {fact.key: fact.value for fact in facts if fact.key in sent}
+    # And none is left out when all of them fit
+    if facts_tokens(facts) <= facts_room(memory.window, history, fixed) - 2:  # 2: one entry separator's slack
+        assert len(sent) == len(facts)
+    # And the newest turn is in the prompt whenever it would be without any facts
+    without_facts = WindowPolicy(strategy=strategy, max_prompt_tokens=budget).fit(history, None, fixed_tokens=fixed)
+    if without_facts.turns:
+        assert result.context_turns >= 1

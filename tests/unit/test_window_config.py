@@ -34,3 +34,21 @@ def test_compaction_is_configured_by_its_trigger_and_summary_size():
 def test_a_bad_window_setting_stops_the_cold_start(env, complaint):
     with pytest.raises(ConfigError, match=complaint):
         Settings.from_env(BASE | env)
+
+
+def test_the_fact_caps_have_documented_defaults_and_can_be_set():
+    defaults = Settings.from_env(BASE)
+    assert (defaults.max_facts, defaults.max_fact_value_chars, defaults.max_fact_bytes) == (200, 500, 65_536)
+    custom = Settings.from_env(BASE | {"MEMORY_MAX_FACTS": "50", "MEMORY_MAX_FACT_VALUE_CHARS": "1000",
+                                       "MEMORY_MAX_FACT_BYTES": "10000"})
+    assert (custom.max_facts, custom.max_fact_value_chars, custom.max_fact_bytes) == (50, 1000, 10_000)
+
+
+@pytest.mark.parametrize("env, complaint", [
+    ({"MEMORY_MAX_FACTS": "0"}, "MEMORY_MAX_FACTS"),
+    ({"MEMORY_MAX_FACT_VALUE_CHARS": "16001"}, "MEMORY_MAX_FACT_VALUE_CHARS"),
+    ({"MEMORY_MAX_FACT_BYTES": "-1"}, "MEMORY_MAX_FACT_BYTES"),
+])
+def test_a_bad_fact_cap_stops_the_cold_start(env, complaint):
+    with pytest.raises(ConfigError, match=complaint):
+        Settings.from_env(BASE | env)
