@@ -8,9 +8,11 @@ from constructs import Construct
 from functions.memory import schema
 
 # What the memory library does with its tables: queries, keyed writes, batch deletes. Transactions
-# are authorised by these same actions. No Scan and no GetItem: every read is a Query.
+# are authorised by these same actions: GetItem is there for TransactGetItems (a fact and the user's
+# totals, read together), the only keyed read. No Scan, no BatchGetItem.
 TABLE_DATA_ACTIONS = [
     "dynamodb:Query",
+    "dynamodb:GetItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
