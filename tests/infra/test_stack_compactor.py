@@ -129,7 +129,7 @@ class Recorder:
 
 @pytest.fixture
 def stream_records() -> list[dict]:
-    """The stream records of a stored turn (its item and the session's META) and a stored summary."""
+    """The stream records of a stored turn (its item and the session's registry entry) and a stored summary."""
     recorder = Recorder()
     store = ConversationStore(client=recorder, table_name="sessions", ttl_days=30)
     turn = Turn(user_id="u1", session_id="s1", turn_id="0001800000000000-0000", created_at="2027-01-15T08:00:00Z",
@@ -147,7 +147,7 @@ def test_the_filter_selects_new_turns_and_never_the_compactors_own_writes(synth,
     ignored = [r["dynamodb"]["Keys"]["sk"]["S"] for r in stream_records if not selects(pattern, r)]
 
     assert selected == ["TURN#0001800000000000-0000"]
-    assert sorted(ignored) == ["META", "TURN~SUMMARY"]
+    assert sorted(ignored) == ["SESSION#s1", "SESSION#s1", "TURN~SUMMARY"]
 
 
 def test_the_filter_evaluator_refuses_syntax_it_cannot_judge():
