@@ -2,9 +2,11 @@
 shared but the database), imports agent.handler as a cold start would, and invokes
 agent.handler.lambda_handler with API Gateway v2 events, without any HTTP server in between.
 
-A script is a list of steps: an API request, ("sleep", seconds) or ("repeat", n, [steps]). All
-instances start their scripts together (after their imports), and each returns (request, status,
-body) per request it made."""
+A script is ("during", seconds, slot_seconds, [requests]): the requests are sent in a loop until
+`seconds` have passed since all instances started together (after their imports); in each request
+"{slot}" becomes the number of the current slot of `slot_seconds` (every instance is in the same
+slot at the same time: a shared schedule without any messages between them) and "{n}" the loop's
+count. Each instance returns (request, status, body) per request it made."""
 
 import json
 import multiprocessing
@@ -50,28 +52,33 @@ def invoke(handler, request: tuple) -> tuple[int, str]:
     return response["statusCode"], response.get("body") or ""
 
 
-def _instance(env: dict, script: list, start, results) -> None:
+def _instance(env: dict, script: tuple, start, results) -> None:
     os.environ.update(env)
     from agent import handler  # this process's cold start
 
+    _, seconds, slot_seconds, requests = script
     made = []
     start.wait()
-    _run(handler, script, made)
+    started, n = time.monotonic(), 0
+    while (elapsed := time.monotonic() - started) < seconds:
+        for request in requests:
+            request = _filled(request, slot=int(elapsed // slot_seconds), n=n)
+            made.append((request, *invoke(handler, request)))
+        n += 1
     results.put((os.getpid(), made))
 
 
-def _run(handler, script: list, made: list) -> None:
-    for step in script:
-        if step[0] == "sleep":
-            time.sleep(step[1])
-        elif step[0] == "repeat":
-            for _ in range(step[1]):
-                _run(handler, step[2], made)
-        else:
-            made.append((step, *invoke(handler, step)))
+def _filled(value, **names):
+    if isinstance(value, str):
+        return value.format(**names)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_filled(v, **names) for v in value)
+    if isinstance(value, dict):
+        return {k: _filled(v, **names) for k, v in value.items()}
+    return value
 
 
-def run_instances(env: dict, scripts: list[list]) -> list[tuple]:
+def run_instances(env: dict, scripts: list[tuple]) -> list[tuple]:
     """Runs each script in its own spawned process; returns every (request, status, body) made."""
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(len(scripts)), context.Queue()

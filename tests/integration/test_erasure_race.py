@@ -10,32 +10,23 @@ from conftest import LONG_TERM_TABLE, SESSIONS_TABLE
 from instances import invoke, run_instances
 from memory.client import dynamodb_client
 
-SESSIONS = ("a", "b", "c")
-TURNS_PER_APPENDER = 24
+# Each session is written and erased in its own slot of time, then left alone: a turn orphaned by a
+# delete is not adopted again by a later turn of the same session, and shows in the final Scan.
+SLOTS, SLOT_SECONDS = 6, 0.5
+RACE_SECONDS = SLOTS * SLOT_SECONDS
+SESSION = "s{slot}"
 
 
-def turn(user: str, session: str, n: int, key: str | None = None) -> tuple:
-    return ("POST", f"/sessions/{session}/messages", user, {"message": f"turn {n}"},
-            {"Idempotency-Key": key} if key else None)
+def appender(user: str, *, keyed: bool) -> tuple:
+    post = ("POST", f"/sessions/{SESSION}/messages", user, {"message": "turn {n}"}, None)
+    # With keys, every request is sent twice (a client's retry), and two instances share the keys.
+    requests = [post] if not keyed else [post[:4] + ({"Idempotency-Key": "key-{n}"},)] * 2
+    return ("during", RACE_SECONDS, SLOT_SECONDS, requests)
 
 
-def appender(user: str, offset: int, *, keyed: bool) -> list:
-    # With keys, every request is sent twice (a client's retry) and two instances share the keys.
-    steps = []
-    for n in range(TURNS_PER_APPENDER):
-        session = SESSIONS[(n + offset) % len(SESSIONS)]
-        if keyed:
-            key = f"key-{n}"
-            steps += [turn(user, session, n, key), turn(user, session, n, key)]
-        else:
-            steps.append(turn(user, session, n))
-    return steps
-
-
-def deleter(user: str, *, erase_me: bool) -> list:
-    deletes = [("DELETE", "/me", user, None, None)] if erase_me else [
-        ("DELETE", f"/sessions/{session}", user, None, None) for session in SESSIONS]
-    return [("sleep", 0.05), ("repeat", 12, [*deletes, ("sleep", 0.02)])]
+def deleter(user: str, *, erase_me: bool) -> tuple:
+    delete = ("DELETE", "/me" if erase_me else f"/sessions/{SESSION}", user, None, None)
+    return ("during", RACE_SECONDS, SLOT_SECONDS, [delete])
 
 
 def stored(user: str) -> dict[str, list[dict]]:
@@ -59,14 +50,13 @@ def test_racing_deletes_leave_nothing_behind_and_listing_matches_storage(handler
     # with Idempotency-Keys (retried, shared between two instances), DELETE /sessions/{id} and DELETE /me
     user = f"race-{uuid.uuid4().hex[:10]}"
     made = run_instances(dict(os.environ), [
-        appender(user, 0, keyed=False),
-        appender(user, 1, keyed=True),
-        appender(user, 1, keyed=True),
+        appender(user, keyed=False),
+        appender(user, keyed=True),
+        appender(user, keyed=True),
         deleter(user, erase_me=False),
         deleter(user, erase_me=True),
     ])
     statuses = collections.Counter((method, status) for (method, *_), status, _ in made)
-    print("STATUSES", statuses)
     assert all(status < 500 or body and json.loads(body)["error"] == "memory_unavailable"
                for _, status, body in made), statuses
 
@@ -77,6 +67,8 @@ def test_racing_deletes_leave_nothing_behind_and_listing_matches_storage(handler
     status, body = invoke(handler, ("GET", "/sessions", user, None, None))
     listed = {s["session_id"]: s["turns"] for s in json.loads(body)["sessions"]}
     assert status == 200 and set(listed) == set(turns), (listed, turns, statuses)
+    if not statuses[("DELETE", 503)]:  # a delete that gave up half way leaves its session's count behind
+        assert listed == turns, (listed, turns)
     # And a last DELETE /me leaves nothing of the user in either table (a Scan, not the API's view)
     assert invoke(handler, ("DELETE", "/me", user, None, None))[0] == 204
     left = stored(user)
