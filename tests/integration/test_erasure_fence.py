@@ -35,11 +35,11 @@ def age(user: str, seconds: int) -> None:
 
 def ttl_sweep_in_the_worst_order(user: str) -> int:
     """DynamoDB's TTL deletes expired items days late and in no order. The worst order for erasure:
-    first the items it finds sessions through (a registry entry, a META item), then only half of the
+    first the items it finds sessions through (registry entries), then only half of the
     rest; the others are still to come. Returns how many expired items it left."""
     now = int(time.time())
     expired = [item for item in items_of(user) if int(item.get("expires_at", {"N": "inf"})["N"]) <= now]
-    expired.sort(key=lambda item: not (item["pk"]["S"].startswith(REGISTRY_PREFIX) or item["sk"]["S"] == "META"))
+    expired.sort(key=lambda item: not item["pk"]["S"].startswith(REGISTRY_PREFIX))
     late = expired[len(expired) // 2 + 1:]
     client = dynamodb_client()
     for item in expired[:len(expired) // 2 + 1]:
