@@ -11,7 +11,7 @@ from conftest import SESSIONS_TABLE, as_user
 from fakes import captured_logs
 from faults import TRANSACTION_CONFLICT
 from memory.client import dynamodb_client
-from memory.conversation import SECONDS_PER_DAY, REGISTRY_PREFIX, TURN_PREFIX
+from memory.conversation import REGISTRY_PREFIX, SECONDS_PER_DAY, TURN_PREFIX, ConversationStore, session_key
 from memory.turns import Turn, Usage, iso, new_turn_id
 from test_erasure import items_of, say
 
@@ -117,11 +117,67 @@ def test_every_read_of_the_sessions_table_is_strongly_consistent(api, user, hand
                 f"{len(reads)} reads, all ConsistentRead, none through an index (read-your-writes)", 0)
 
 
-def _turn(user: str, n: int) -> Turn:
+def _turn(user: str, n: int, session: str = "busy") -> Turn:
     now = time.time()
-    return Turn(user_id=user, session_id="busy", turn_id=new_turn_id(now), created_at=iso(now),
+    return Turn(user_id=user, session_id=session, turn_id=new_turn_id(now), created_at=iso(now),
                 messages=[{"role": "user", "content": f"turn {n}"}, {"role": "assistant", "content": "ok"}],
                 usage=Usage(1, 1))
+
+
+def _backdoor() -> ConversationStore:
+    """Another Lambda instance's store: its own client, which no hook of the handler's client touches."""
+    return ConversationStore(client=dynamodb_client(), table_name=SESSIONS_TABLE, ttl_days=30)
+
+
+def _once_on(client, event: str, action):
+    """Runs `action` the first time `event` fires on `client`; returns the hook, to unregister."""
+    done = []
+
+    def hook(**_):
+        if not done:
+            done.append(action())
+
+    client.meta.events.register(event, hook)
+    return hook
+
+
+def test_writes_landing_inside_a_delete_are_erased_with_it(api, user, handler, reliability):
+    # Given a session, and another instance that writes into it at the delete's worst moment: after
+    # the delete read the session's items, before it deleted them and took the fence down
+    say(api, user, "s", "first")
+    other = _backdoor()
+    claim = {"Put": {"TableName": SESSIONS_TABLE, "Item": {
+        "pk": {"S": session_key(user, "s")}, "sk": {"S": "IDEMPOTENCY#racing"}, "state": {"S": "running"},
+        "expires_at": {"N": str(int(time.time()) + 60)}}}}
+    hook = _once_on(handler.dynamodb, "before-send.dynamodb.BatchWriteItem", lambda: (
+        other.append(_turn(user, 1, "s")), other.write_in_session(user, "s", [claim], create_session=True)))
+    try:
+        # When the session is deleted
+        assert api.delete("/sessions/s", headers=as_user(user)).status_code == 204
+    finally:
+        handler.dynamodb.meta.events.unregister("before-send.dynamodb.BatchWriteItem", hook)
+    # Then the fence had moved, the delete went round, and nothing of the session is left
+    assert items_of(user) == []
+    reliability("Erasure", "a turn and an idempotency claim written by another instance between the delete's "
+                "read of the session and its deletes", "204; a Scan finds 0 items (the delete saw the "
+                "fence move and went round)", 0)
+
+
+def test_a_turn_after_the_delete_starts_a_new_listed_session(api, user, handler, reliability):
+    # Given a session, and another instance whose turn lands just after the delete took the fence down
+    say(api, user, "s", "first")
+    other = _backdoor()
+    hook = _once_on(handler.dynamodb, "after-call.dynamodb.DeleteItem", lambda: other.append(_turn(user, 1, "s")))
+    try:
+        assert api.delete("/sessions/s", headers=as_user(user)).status_code == 204
+    finally:
+        handler.dynamodb.meta.events.unregister("after-call.dynamodb.DeleteItem", hook)
+    # Then the turn is a new session of that id, listed with exactly what it stores
+    [listed] = api.get("/sessions", headers=as_user(user)).json()["sessions"]
+    history = api.get("/sessions/s/messages", headers=as_user(user)).json()["messages"]
+    assert listed["turns"] == 1 and [m["content"] for m in history if m["role"] == "user"] == ["turn 1"]
+    reliability("Erasure", "a turn written by another instance just after a delete's last step",
+                "it starts a new session of that id, listed with its 1 turn; nothing unlisted is stored", 0)
 
 
 def _conflicts(cancelled_attempts: int | None):
