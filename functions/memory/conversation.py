@@ -1,4 +1,5 @@
-"""Conversation memory: one item per turn, per session, expiring SESSION_TTL_DAYS after its write."""
+"""Conversation memory: one item per turn, per session, expiring SESSION_TTL_DAYS after its write;
+one registry entry per session, its erasure fence (README: Data model)."""
 
 import base64
 import binascii
@@ -24,7 +25,7 @@ REGISTRY_PREFIX = "OWNER#"
 REGISTRY_SK_PREFIX = "SESSION#"
 # TTL deletes expired items "typically within a few days" and in no order: the registry entry
 # outlives the newest item of its session by a month, so erasure still finds whatever TTL is late on.
-REGISTRY_GRACE_SECONDS = 30 * 86_400
+REGISTRY_GRACE_SECONDS = 30 * SECONDS_PER_DAY
 # A delete goes round again when a write moved the fence; under a steady stream of writes into one
 # session it gives up (503) rather than chase it forever: a retried DELETE finishes the job.
 ERASE_MAX_ROUNDS = 8
