@@ -115,7 +115,7 @@ def run(endpoint: str) -> Section:
             "and DynamoDB Local (a JVM), two reads in flight barely overlap, as each costs CPU on both "
             "sides and the two botocore calls share one GIL; against DynamoDB over a network, where a "
             "read is mostly waiting, they would. The write is a transaction by design: the turn, its "
-            "session's META item (`GET /sessions` and `DELETE /me` find sessions through it) and, with an "
+            "session's registry entry (its erasure fence; `GET /sessions` and `DELETE /me` find sessions through it) and, with an "
             "Idempotency-Key, the replay record are stored together or not at all. What stands in the way "
             f"of {TARGET_P50_RATIO}: the turn's own calls, bare, are already "
             f"{p50['own_calls'] / p50['floor']:.2f}x the floor on DynamoDB Local, and the code adds "

@@ -127,7 +127,10 @@ def _seed(admin, table: str, store: ConversationStore, size: int) -> dict:
     turns = [synthetic_turn(session, n, random.Random(size - n)) for n in range(1, size + 1)]
     expires_at = int(time.time()) + 30 * 86_400
     items = [turn_item(turn, expires_at=expires_at) for turn in turns]
-    batch_write_all(admin, table, [{"PutRequest": {"Item": item}} for item in items])
+    # The newest turn is appended as the agent appends one: that registers the session, whose
+    # summary may then be stored (a summary never starts a session).
+    batch_write_all(admin, table, [{"PutRequest": {"Item": item}} for item in items[:-1]])
+    store.append(turns[-1])
     if size >= TRIGGER:
         covered = size - KEEP
         tokens = min(SUMMARY_TOKENS_PER_TURN * covered, SUMMARY_MAX_TOKENS)

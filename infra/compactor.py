@@ -14,7 +14,7 @@ from infra.agent_function import MODEL_BUDGET, FunctionCode, python_function
 
 HANDLER = "compactor.handler.lambda_handler"
 SERVICE_NAME = "compactor"
-# Only new turns: a summary's own key (TURN~SUMMARY) and META updates do not match the prefix.
+# Only new turns: a summary's own key (TURN~SUMMARY) and registry entries (SESSION#...) do not match the prefix.
 TURN_INSERTS = {"eventName": lambda_.FilterRule.is_equal("INSERT"),
                 "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with("TURN#")}}}}
 # Stream records per batch; the records of one session make one run, so at most this many runs.

@@ -19,9 +19,9 @@ TABLE_DATA_ACTIONS = [
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
 ]
-INDEX_DATA_ACTIONS = ["dynamodb:Query"]
-# The compactor reads a session's turns and writes its summary in a conditional transaction.
-COMPACTION_ACTIONS = ["dynamodb:Query", "dynamodb:ConditionCheckItem", "dynamodb:PutItem"]
+# The compactor reads a session's turns and writes its summary in a conditional transaction that
+# also moves the session's fence (its registry entry: UpdateItem).
+COMPACTION_ACTIONS = ["dynamodb:Query", "dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
 
 
 def _string_key(name: str) -> dynamodb.Attribute:
@@ -43,13 +43,6 @@ def _table(
         encryption=dynamodb.TableEncryption.AWS_MANAGED,
         **props,
     )
-    for index in table_schema.indexes:
-        table.add_global_secondary_index(
-            index_name=index.name,
-            partition_key=_string_key(index.partition_key),
-            sort_key=_string_key(index.sort_key),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
     return table
 
 
@@ -91,19 +84,12 @@ class MemoryTables(Construct):
         )
 
     def grant_data(self, grantee: iam.IGrantable) -> None:
-        """Data actions on these two tables and their named indexes only: no wildcard resource."""
-        index_arns = [
-            f"{table.table_arn}/index/{index.name}"
-            for table, table_schema in ((self.sessions, schema.SESSIONS), (self.long_term, schema.LONG_TERM))
-            for index in table_schema.indexes
-        ]
+        """Data actions on these two tables only: no index, no wildcard resource."""
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=TABLE_DATA_ACTIONS,
             resource_arns=[self.sessions.table_arn, self.long_term.table_arn],
         )
-        if index_arns:
-            iam.Grant.add_to_principal(grantee=grantee, actions=INDEX_DATA_ACTIONS, resource_arns=index_arns)
 
     def grant_compaction(self, grantee: iam.IGrantable) -> None:
         """The compactor's data actions, on the sessions table only (stream reads come with its mapping)."""

@@ -4,7 +4,7 @@ from memory.schema import LONG_TERM, SESSIONS, TableSchema
 
 
 def create_table_request(name: str, schema: TableSchema) -> dict:
-    request = {
+    return {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in schema.key_attributes()],
@@ -13,19 +13,6 @@ def create_table_request(name: str, schema: TableSchema) -> dict:
             {"AttributeName": schema.sort_key, "KeyType": "RANGE"},
         ],
     }
-    if schema.indexes:
-        request["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": index.name,
-                "KeySchema": [
-                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
-                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index in schema.indexes
-        ]
-    return request
 
 
 def ensure_tables(client, *, sessions_table: str, long_term_table: str) -> None:

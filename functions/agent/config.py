@@ -16,6 +16,10 @@ DEFAULT_MODEL_IDS = {
 # Room for the largest message (16,000 characters: ~4,000 tokens, more with JSON escapes), the tool
 # loop's reserve (agent.turn: 6,144) and the system prompt with the tools: less could not hold a turn.
 MIN_PROMPT_TOKENS = 16_000
+# K, the turns read per prompt: at about 400 tokens a turn, 500 fill the largest prompt budget
+# (200,000 tokens), so more could only read turns the budget drops. The window read pages past
+# DynamoDB's 1 MB (memory.conversation), so K turns of any size up to here are read whole.
+MAX_TURNS_LIMIT = 500
 # Under the model's 1,024-token answer (providers.MAX_OUTPUT_TOKENS): a summary is never cut off.
 DEFAULT_SUMMARY_MAX_TOKENS = 800
 # A value as long as the longest message: with 4 bytes per character, a fact item stays far below
@@ -52,6 +56,8 @@ class Settings:
         if provider not in PROVIDERS:
             raise ConfigError(f"AGENT_MODEL_PROVIDER must be one of {PROVIDERS}, not {provider!r}")
         max_turns = _positive_int(env, "MEMORY_MAX_TURNS", 20)
+        if max_turns > MAX_TURNS_LIMIT:
+            raise ConfigError(f"MEMORY_MAX_TURNS must be from 1 to {MAX_TURNS_LIMIT}")
         settings = cls(
             sessions_table=_required(env, "SESSIONS_TABLE_NAME"),
             long_term_table=_required(env, "LONG_TERM_TABLE_NAME"),

@@ -54,7 +54,8 @@ memory = ResilientMemory(
     window=WindowPolicy(strategy=settings.memory_strategy, max_prompt_tokens=settings.max_prompt_tokens),
     write_drill_until=settings.write_drill_until,
 )
-idempotency = Idempotency(client=dynamodb, table_name=settings.sessions_table, logger=logger)
+idempotency = Idempotency(conversations=memory.conversations, client=dynamodb, table_name=settings.sessions_table,
+                          logger=logger)
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_object)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]

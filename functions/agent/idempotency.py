@@ -10,7 +10,8 @@ Our own conditional writes in the sessions table, not Powertools idempotency, be
   Powertools fails the request with IdempotencyPersistenceLayerError when its table fails.
 A request without the header costs nothing: none of this runs.
 
-The record has two states. `running`: claimed with a conditional PutItem before the turn starts;
+The record has two states. `running`: claimed with a conditional Put before the turn starts,
+under the session's fence (ConversationStore.write_in_session: a racing DELETE cannot leave it behind);
 a retry meanwhile gets 409. It expires after RUNNING_SECONDS, longer than the function may run, so
 an expired claim means the first attempt died. `done`: stored with the turn, kept REPLAY_SECONDS; a
 retry gets the stored reply and the model is not called. When the turn fails (memory read, model)
@@ -28,7 +29,8 @@ from dataclasses import dataclass, replace
 from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.turn import TurnResult
-from memory.conversation import session_key
+from memory.conversation import ConversationStore, session_key
+from memory.errors import MemoryUnavailable, WriteRejected
 from memory.turns import Turn
 
 # Printable ASCII without spaces: UUIDs, ULIDs, base64 tokens.
@@ -78,7 +80,8 @@ class Claim:
 
 
 class Idempotency:
-    def __init__(self, *, client, table_name: str, logger, clock=time.time):
+    def __init__(self, *, conversations: ConversationStore, client, table_name: str, logger, clock=time.time):
+        self._conversations = conversations
         self._client = client
         self._table = table_name
         self._logger = logger
@@ -111,26 +114,27 @@ class Idempotency:
             token=secrets.token_hex(16),
             done_expires_at=now + REPLAY_SECONDS,
         )
+        put = {
+            "TableName": self._table,
+            "Item": {
+                "pk": {"S": claim.pk},
+                "sk": {"S": claim.sk},
+                "state": {"S": RUNNING},
+                "request": {"S": claim.request},
+                "token": {"S": claim.token},
+                "expires_at": {"N": str(now + RUNNING_SECONDS)},
+            },
+            # Expired records are absent, whether or not TTL has deleted them yet.
+            "ConditionExpression": "attribute_not_exists(sk) OR expires_at <= :now",
+            "ExpressionAttributeValues": {":now": {"N": str(now)}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": claim.pk},
-                    "sk": {"S": claim.sk},
-                    "state": {"S": RUNNING},
-                    "request": {"S": claim.request},
-                    "token": {"S": claim.token},
-                    "expires_at": {"N": str(now + RUNNING_SECONDS)},
-                },
-                # Expired records are absent, whether or not TTL has deleted them yet.
-                ConditionExpression="attribute_not_exists(sk) OR expires_at <= :now",
-                ExpressionAttributeValues={":now": {"N": str(now)}},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except (ClientError, BotoCoreError) as error:
-            if _condition_failed(error):
-                return _existing(user_id, session_id, claim, error.response["Item"])
-            self._suppressed(session_id, error)
+            self._conversations.write_in_session(user_id, session_id, [{"Put": put}], create_session=True)
+        except WriteRejected as rejected:
+            return _existing(user_id, session_id, claim, rejected.reasons[0]["Item"])
+        except MemoryUnavailable as error:
+            self._suppressed(session_id, error.__cause__ or error)
             return replace(claim, token=None)
         return claim
 

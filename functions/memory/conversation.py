@@ -1,4 +1,5 @@
-"""Conversation memory: one item per turn, per session, expiring SESSION_TTL_DAYS after its write."""
+"""Conversation memory: one item per turn, per session, expiring SESSION_TTL_DAYS after its write;
+one registry entry per session, its erasure fence (README: Data model)."""
 
 import base64
 import binascii
@@ -10,14 +11,24 @@ from functools import wraps
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from memory.errors import MemoryUnavailable, SessionNotFound
-from memory.schema import SESSIONS
+from memory.errors import MemoryUnavailable, SessionNotFound, WriteRejected
 from memory.turns import Turn, Usage, iso
 from memory.window import Summary
 
 SECONDS_PER_DAY = 86_400
 TURN_PREFIX = "TURN#"
-META_SK = "META"
+# The session registry: one item per session in its owner's partition (pk OWNER#<user>, sk
+# SESSION#<session>). It is the session's fence (its `version` moves with every write into the
+# session), its listing entry, and the only way erasure finds the session. OWNER# can never equal a
+# USER#... session key, whatever the user id holds.
+REGISTRY_PREFIX = "OWNER#"
+REGISTRY_SK_PREFIX = "SESSION#"
+# TTL deletes expired items "typically within a few days" and in no order: the registry entry
+# outlives the newest item of its session by a month, so erasure still finds whatever TTL is late on.
+REGISTRY_GRACE_SECONDS = 30 * SECONDS_PER_DAY
+# A delete goes round again when a write moved the fence; under a steady stream of writes into one
+# session it gives up (503) rather than chase it forever: a retried DELETE finishes the job.
+ERASE_MAX_ROUNDS = 8
 # '~' sorts after every "TURN#..." key: newest first, one Query over [TURN#, SUMMARY_SK] meets the
 # summary, then the newest turns. begins_with(sk, TURN#) (the history) never sees it, and the
 # compactor's stream filter (prefix TURN#) does not fire on its own writes.
@@ -25,7 +36,7 @@ SUMMARY_SK = "TURN~SUMMARY"
 BATCH_WRITE_MAX_ITEMS = 25
 BATCH_WRITE_MAX_ROUNDS = 5
 UNPROCESSED_BACKOFF_SECONDS = 0.05
-# Concurrent turns of one session all update its META item, and DynamoDB cancels a transaction
+# Concurrent turns of one session all update its registry entry, and DynamoDB cancels a transaction
 # that meets another on the same item (TransactionConflict); botocore does not retry that. Three
 # more tries, jittered below 0.05/0.1/0.2 s, keep the append well inside its 4 s write budget.
 TRANSACTION_CONFLICT_RETRIES = 3
@@ -51,6 +62,10 @@ def session_key(user_id: str, session_id: str) -> str:
     # Session ids cannot contain '#', so no two (user, session) pairs share a key, and a caller can
     # only ever address keys that start with their own id.
     return f"USER#{user_id}#SESSION#{session_id}"
+
+
+def registry_key(user_id: str, session_id: str) -> dict:
+    return {"pk": {"S": REGISTRY_PREFIX + user_id}, "sk": {"S": REGISTRY_SK_PREFIX + session_id}}
 
 
 def session_ids(key: str) -> tuple[str, str]:
@@ -91,11 +106,11 @@ class ConversationStore:
 
     @translate_errors
     def load(self, user_id: str, session_id: str, *, limit: int) -> list[Turn]:
-        """The last `limit` turns, oldest first, in one Query whatever the history's length.
-
-        Expiry grows with the sort key, so filtering after the limit only ever drops the oldest."""
-        response = self._client.query(
-            TableName=self._table,
+        """The last `limit` turns, oldest first: one Query whatever the history's length (more only
+        past DynamoDB's 1 MB page). Expiry grows with the sort key, so filtering after the limit
+        only ever drops the oldest."""
+        items = self._newest(
+            limit,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :turn)",
             FilterExpression="expires_at > :now",
             ExpressionAttributeValues={
@@ -103,18 +118,15 @@ class ConversationStore:
                 ":turn": {"S": TURN_PREFIX},
                 ":now": {"N": str(int(self._clock()))},
             },
-            ScanIndexForward=False,
-            Limit=limit,
-            ConsistentRead=True,
         )
-        return [_turn_from_item(item) for item in reversed(response["Items"])]
+        return [_turn_from_item(item) for item in reversed(items)]
 
     @translate_errors
     def load_window(self, user_id: str, session_id: str, *, limit: int) -> tuple[Summary | None, list[Turn]]:
         """The session's summary and, oldest first, those of its last `limit` turns it does not
         cover: one Query, newest first, which meets the summary (it sorts after every turn) first."""
-        response = self._client.query(
-            TableName=self._table,
+        items = self._newest(
+            limit + 1,
             KeyConditionExpression="pk = :pk AND sk BETWEEN :turn AND :summary",
             FilterExpression="expires_at > :now",
             ExpressionAttributeValues={
@@ -123,11 +135,7 @@ class ConversationStore:
                 ":summary": {"S": SUMMARY_SK},
                 ":now": {"N": str(int(self._clock()))},
             },
-            ScanIndexForward=False,
-            Limit=limit + 1,
-            ConsistentRead=True,
         )
-        items = response["Items"]
         summary = _summary_from_item(items.pop(0)) if items and items[0]["sk"]["S"] == SUMMARY_SK else None
         covered = TURN_PREFIX + (summary.covered_through if summary else "")
         return summary, [_turn_from_item(item) for item in reversed(items[:limit]) if item["sk"]["S"] > covered]
@@ -152,8 +160,9 @@ class ConversationStore:
     @translate_errors
     def save_summary(self, user_id: str, session_id: str, summary: Summary, *, replaces: Summary | None) -> bool:
         """Stores `summary` in place of the one it was built on (`replaces`), while the newest turn
-        it covers still exists. Returns False if that condition fails: another run already moved
-        the coverage on, or the session was deleted; either way nothing is left to do."""
+        it covers still exists, under the session's fence. Returns False if a condition fails:
+        another run already moved the coverage on, or the session was deleted; either way nothing
+        is left to do."""
         now = self._clock()
         pk = {"S": session_key(user_id, session_id)}
         put = {
@@ -177,15 +186,13 @@ class ConversationStore:
             put["ExpressionAttributeValues"] = {":now": {"N": str(int(now))}}
         covered_turn = {"pk": pk, "sk": {"S": TURN_PREFIX + summary.covered_through}}
         try:
-            transact_write(self._client, [
+            self.write_in_session(user_id, session_id, [
                 {"ConditionCheck": {"TableName": self._table, "Key": covered_turn,
                                     "ConditionExpression": "attribute_exists(sk)"}},
                 {"Put": put},
-            ])
-        except ClientError as error:
-            if cancelled_by(error, "ConditionalCheckFailed"):
-                return False
-            raise
+            ], create_session=False)
+        except WriteRejected:
+            return False
         return True
 
     @translate_errors
@@ -204,6 +211,8 @@ class ConversationStore:
                 ":now": {"N": str(int(self._clock()))},
             },
             "Limit": limit,
+            # Read-your-writes: a GET right after the first POST finds the turn it stored.
+            "ConsistentRead": True,
         }
         if next_token:
             query["ExclusiveStartKey"] = {"pk": {"S": pk}, "sk": {"S": decode_token(next_token)}}
@@ -222,60 +231,66 @@ class ConversationStore:
 
     @translate_errors
     def append(self, turn: Turn, also: tuple[dict, ...] = ()) -> None:
-        """One transaction: the turn (never overwriting one), the session's META for listing, and
-        `also` (TransactItems stored with the turn or not at all, e.g. an idempotency record)."""
+        """One transaction: the turn (never overwriting one), `also` (TransactItems stored with the
+        turn or not at all, e.g. an idempotency record) and the session's registry entry, whose
+        version it moves (the fence) and which it creates if the session is new. Raises
+        WriteRejected if the turn is already stored."""
         now = self._clock()
-        pk = {"S": session_key(turn.user_id, turn.session_id)}
         expires_at = int(now) + self._ttl_seconds
-        transact_write(
-            self._client,
-            [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": turn_item(turn, expires_at=expires_at),
-                        "ConditionExpression": "attribute_not_exists(sk)",
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": {"pk": pk, "sk": {"S": META_SK}},
-                        "UpdateExpression": (
-                            "SET #owner = :owner, session_id = :sid, updated_at = :now, "
-                            "expires_at = :exp, created_at = if_not_exists(created_at, :now) "
-                            "ADD turn_count :one"
-                        ),
-                        "ExpressionAttributeNames": {"#owner": SESSIONS.indexes[0].partition_key},
-                        "ExpressionAttributeValues": {
-                            ":owner": {"S": turn.user_id},
-                            ":sid": {"S": turn.session_id},
-                            ":now": {"S": iso(now)},
-                            ":exp": {"N": str(expires_at)},
-                            ":one": {"N": "1"},
-                        },
-                    }
-                },
-                *also,
-            ],
-        )
+        put = {"Put": {"TableName": self._table, "Item": turn_item(turn, expires_at=expires_at),
+                       "ConditionExpression": "attribute_not_exists(sk)"}}
+        self._fenced(turn.user_id, turn.session_id, [put, *also], create_session=True, turn_expires_at=expires_at)
+
+    @translate_errors
+    def write_in_session(self, user_id: str, session_id: str, writes: list[dict], *, create_session: bool) -> None:
+        """THE way to write anything but a turn into a session's partition (idempotency records,
+        summaries, turn status): `writes` (TransactItems on keys under session_key(user_id,
+        session_id), at most 99, each item expiring within SESSION_TTL_DAYS) commit in one
+        transaction with a move of the session's fence. A delete that raced them either erases them
+        or goes round again; none can land after its final check. With create_session=False they
+        are written only while the session exists. Raises WriteRejected if a condition fails."""
+        self._fenced(user_id, session_id, writes, create_session=create_session)
+
+    def _fenced(self, user_id: str, session_id: str, writes: list[dict], *, create_session: bool,
+                turn_expires_at: int | None = None) -> None:
+        now = self._clock()
+        values = {
+            ":sid": {"S": session_id},
+            ":now": {"S": iso(now)},
+            ":one": {"N": "1"},
+            ":exp": {"N": str(int(now) + self._ttl_seconds + REGISTRY_GRACE_SECONDS)},
+        }
+        update = ("SET session_id = :sid, expires_at = :exp, created_at = if_not_exists(created_at, :now)",
+                  "ADD version :one")
+        if turn_expires_at is not None:  # what listing shows: the newest turn, the count, when it lapses
+            update = (update[0] + ", updated_at = :now, turns_expire_at = :texp", update[1] + ", turn_count :one")
+            values[":texp"] = {"N": str(turn_expires_at)}
+        registry = {"TableName": self._table, "Key": registry_key(user_id, session_id),
+                    "UpdateExpression": " ".join(update), "ExpressionAttributeValues": values}
+        if not create_session:
+            registry["ConditionExpression"] = "attribute_exists(pk)"
+        try:
+            transact_write(self._client, [*writes, {"Update": registry}])
+        except ClientError as error:
+            if cancelled_by(error, "ConditionalCheckFailed"):
+                raise WriteRejected(error.response["CancellationReasons"]) from error
+            raise
 
     @translate_errors
     def sessions(self, user_id: str) -> list[SessionInfo]:
-        """The caller's live sessions, most recently used first."""
-        index = SESSIONS.indexes[0]
+        """The caller's live sessions, most recently used first: one consistent Query of their
+        registry, sorted here (a sort key that moved every turn would cost an index rewrite each)."""
         items = self._query_all(
-            IndexName=index.name,
-            KeyConditionExpression="#owner = :owner",
-            FilterExpression="expires_at > :now",
-            ExpressionAttributeNames={"#owner": index.partition_key},
+            KeyConditionExpression="pk = :pk",
+            FilterExpression="turn_count > :zero AND turns_expire_at > :now",
             ExpressionAttributeValues={
-                ":owner": {"S": user_id},
+                ":pk": {"S": REGISTRY_PREFIX + user_id},
+                ":zero": {"N": "0"},
                 ":now": {"N": str(int(self._clock()))},
             },
-            ScanIndexForward=False,
+            ConsistentRead=True,
         )
-        return [
+        infos = [
             SessionInfo(
                 session_id=item["session_id"]["S"],
                 created_at=item["created_at"]["S"],
@@ -284,37 +299,73 @@ class ConversationStore:
             )
             for item in items
         ]
+        return sorted(infos, key=lambda info: info.updated_at, reverse=True)
 
     @translate_errors
     def delete(self, user_id: str, session_id: str) -> None:
-        """Every item of the session: turns, summaries and META. Raises SessionNotFound."""
-        keys = self._query_all(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": session_key(user_id, session_id)}},
-            ProjectionExpression="pk, sk",
-        )
-        if not keys:
+        """Every item of the session, whatever writes raced the delete. Raises SessionNotFound."""
+        if not self._erase(user_id, session_id):
             raise SessionNotFound(session_id)
-        self._delete_keys(keys)
 
     @translate_errors
     def delete_user(self, user_id: str) -> int:
-        """Every session of the user, expired ones included; returns how many."""
-        index = SESSIONS.indexes[0]
-        metas = self._query_all(
-            IndexName=index.name,
-            KeyConditionExpression="#owner = :owner",
-            ExpressionAttributeNames={"#owner": index.partition_key},
-            ExpressionAttributeValues={":owner": {"S": user_id}},
+        """Every session of the user, expired ones included, found through the registry read
+        consistently (an index could still miss the newest); returns how many."""
+        entries = self._query_all(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": REGISTRY_PREFIX + user_id}},
+            ProjectionExpression="sk",
+            ConsistentRead=True,
         )
-        for meta in metas:
+        for entry in entries:
+            self._erase(user_id, entry["sk"]["S"].removeprefix(REGISTRY_SK_PREFIX))
+        return len(entries)
+
+    def _erase(self, user_id: str, session_id: str) -> bool:
+        """The fence: read the registry's version, delete every item of the session, then the
+        registry entry only if its version has not moved (every write into the session moves it in
+        its own transaction); else go round. Returns whether there was anything to erase."""
+        key = registry_key(user_id, session_id)
+        found = False
+        for _ in range(ERASE_MAX_ROUNDS):
+            entry = self._client.get_item(TableName=self._table, Key=key, ProjectionExpression="version",
+                                          ConsistentRead=True).get("Item")
             keys = self._query_all(
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": meta["pk"]},
+                ExpressionAttributeValues={":pk": {"S": session_key(user_id, session_id)}},
                 ProjectionExpression="pk, sk",
+                ConsistentRead=True,
             )
-            self._delete_keys(keys)
-        return len(metas)
+            if entry is None and not keys:
+                return found
+            found = True
+            batch_write_all(self._client, self._table,
+                            [{"DeleteRequest": {"Key": {"pk": k["pk"], "sk": k["sk"]}}} for k in keys])
+            if entry is None:  # no fence to take down; the next round checks nothing was added
+                continue
+            try:
+                self._client.delete_item(TableName=self._table, Key=key, ConditionExpression="version = :seen",
+                                         ExpressionAttributeValues={":seen": entry["version"]})
+                return True
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        raise MemoryUnavailable(f"the session kept changing over {ERASE_MAX_ROUNDS} rounds of erasure")
+
+    def _newest(self, limit: int, **query) -> list[dict]:
+        """Up to `limit` items evaluated newest first, consistently, as one Query with that Limit
+        would return them had DynamoDB no 1 MB page: past it, the next pages."""
+        items, evaluated, start = [], 0, None
+        while True:
+            page = self._client.query(
+                TableName=self._table, **query, ScanIndexForward=False, ConsistentRead=True,
+                Limit=limit - evaluated, **({"ExclusiveStartKey": start} if start else {}),
+            )
+            items += page["Items"]
+            evaluated += page["ScannedCount"]
+            start = page.get("LastEvaluatedKey")
+            if not start or evaluated >= limit:
+                return items
 
     def _query_all(self, **query) -> list[dict]:
         items, start = [], None
@@ -326,13 +377,6 @@ class ConversationStore:
             start = page.get("LastEvaluatedKey")
             if not start:
                 return items
-
-    def _delete_keys(self, keys: list[dict]) -> None:
-        # META goes last: if a batch fails half way, the session is still listed by its owner, so a
-        # retried DELETE /me finds (and erases) the turns that are left.
-        keys = sorted(keys, key=lambda key: key["sk"]["S"] == META_SK)
-        requests = [{"DeleteRequest": {"Key": {"pk": key["pk"], "sk": key["sk"]}}} for key in keys]
-        batch_write_all(self._client, self._table, requests)
 
 
 def transact_write(client, items: list[dict]) -> None:

@@ -136,7 +136,7 @@ class Recorder:
 
 @pytest.fixture
 def stream_records(synth) -> list[dict]:
-    """The stream records of a stored turn (its item and the session's META) and a stored summary,
+    """The stream records of a stored turn (its item and the session's registry entry) and a stored summary,
     as the template's sessions stream delivers them."""
     sessions = synth.template["Resources"][synth.output_ref("SessionsTableName")]
     recorder = Recorder(sessions["Properties"]["StreamSpecification"]["StreamViewType"])
@@ -156,7 +156,7 @@ def test_the_filter_selects_new_turns_and_never_the_compactors_own_writes(synth,
     ignored = [r["dynamodb"]["Keys"]["sk"]["S"] for r in stream_records if not selects(pattern, r)]
 
     assert selected == ["TURN#0001800000000000-0000"]
-    assert sorted(ignored) == ["META", "TURN~SUMMARY"]
+    assert sorted(ignored) == ["SESSION#s1", "SESSION#s1", "TURN~SUMMARY"]
 
 
 def test_the_compactor_finds_its_sessions_in_records_of_the_streams_view_type(synth, stream_records):

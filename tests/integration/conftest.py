@@ -11,7 +11,7 @@ import pytest
 from local.dynamodb import embedded_dynamodb, free_port
 from local.server import configure, make_server
 from memory.client import dynamodb_client
-from memory.conversation import session_key
+from memory.conversation import registry_key, session_key
 
 SESSIONS_TABLE, LONG_TERM_TABLE = "it-sessions", "it-long-term"
 
@@ -63,7 +63,8 @@ def as_user(user_id: str) -> dict:
 
 
 def expire(user: str, session: str, *, oldest: int | None = None, prefix: str = "") -> None:
-    """Sets expires_at in the past on the session's items (the `oldest` turns only, if given)."""
+    """Sets expires_at in the past on the session's items (the `oldest` turns only, if given); when
+    every item lapses, so does the registry's record of its newest turn (the entry itself lives on)."""
     client = dynamodb_client()
     keys = client.query(
         TableName=SESSIONS_TABLE,
@@ -75,4 +76,8 @@ def expire(user: str, session: str, *, oldest: int | None = None, prefix: str = 
     turns = [key for key in keys if key["sk"]["S"].startswith("TURN#")]
     for key in turns[:oldest] if oldest is not None else keys:
         client.update_item(TableName=SESSIONS_TABLE, Key=key, UpdateExpression="SET expires_at = :past",
+                           ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 60)}})
+    if oldest is None and not prefix:
+        client.update_item(TableName=SESSIONS_TABLE, Key=registry_key(user, session),
+                           UpdateExpression="SET turns_expire_at = :past",
                            ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 60)}})

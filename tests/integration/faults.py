@@ -36,7 +36,7 @@ def dynamodb_error(status: int, error_type: str, **fields) -> AWSResponse:
 
 THROTTLED = dynamodb_error(400, "ProvisionedThroughputExceededException")
 SERVER_ERROR = dynamodb_error(500, "InternalServerError")
-# What DynamoDB answers when two transactions touch the same item (here: the session's META).
+# What DynamoDB answers when two transactions touch the same item (here: the session's registry entry).
 TRANSACTION_CONFLICT = dynamodb_error(
     400,
     "TransactionCanceledException",

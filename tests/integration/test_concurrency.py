@@ -51,7 +51,7 @@ def test_concurrent_turns_on_one_session_are_all_stored_once_in_arrival_order(ap
     arrival = [message for _, message in sorted(zip((r.json()["turn_id"] for r in responses), messages))]
     assert said == ["before", *arrival]
     assert [m["created_at"] for m in stored] == sorted(m["created_at"] for m in stored)
-    # And no update of the session's META was lost
+    # And no update of the session's registry entry was lost
     [session] = api.get("/sessions", headers=as_user(user)).json()["sessions"]
     assert session["turns"] == CONCURRENT_TURNS + 1
     lost = CONCURRENT_TURNS + 1 - len(said)

@@ -1,12 +1,13 @@
 """Right to erasure, checked in the tables themselves: after DELETE /me not one item of the caller
-is left (turns, META, idempotency records, expired sessions, facts), and nobody else lost anything."""
+is left (turns, registry entries, idempotency records, expired sessions, facts), and nobody else lost
+anything."""
 
 
 import pytest
 
 from conftest import LONG_TERM_TABLE, SESSIONS_TABLE, as_user, expire
 from memory.client import dynamodb_client
-from memory.conversation import session_key
+from memory.conversation import REGISTRY_PREFIX, session_key
 
 MANY = 30  # more than one BatchWriteItem of 25
 
@@ -20,9 +21,8 @@ def items_of(user: str) -> list[dict]:
     client = dynamodb_client()
     sessions = client.get_paginator("scan").paginate(
         TableName=SESSIONS_TABLE,
-        FilterExpression="begins_with(pk, :prefix) OR #owner = :user",
-        ExpressionAttributeNames={"#owner": "owner"},
-        ExpressionAttributeValues={":prefix": {"S": session_key(user, "")}, ":user": {"S": user}},
+        FilterExpression="begins_with(pk, :prefix) OR pk = :registry",
+        ExpressionAttributeValues={":prefix": {"S": session_key(user, "")}, ":registry": {"S": REGISTRY_PREFIX + user}},
     )
     facts = client.get_paginator("query").paginate(
         TableName=LONG_TERM_TABLE,
@@ -82,4 +82,4 @@ def test_deleting_a_session_removes_every_item_of_it_and_only_it(api, user, reli
     assert not [item for item in left if item.get("pk", {}).get("S") == session_key(user, "gone")]
     assert [item for item in left if item["pk"]["S"] == session_key(user, "kept")] == kept
     reliability("Erasure", "`DELETE /sessions/{id}` of a session with turns and an idempotency record",
-                "204; 0 items of it left (turns, META, idempotency record); the other session whole", 0)
+                "204; 0 items of it left (turns, registry entry, idempotency record); the other session whole", 0)

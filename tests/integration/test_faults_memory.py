@@ -153,7 +153,7 @@ def test_a_failed_tool_write_is_a_tool_error_and_the_turn_goes_on(
 
 
 def test_a_transaction_conflict_on_the_append_is_retried(api, user, handler, stored, reliability):
-    # When the append first loses a race with another transaction on the session's META
+    # When the append first loses a race with another transaction on the session's registry entry
     with failing(handler.dynamodb, "TransactWriteItems", TRANSACTION_CONFLICT, times=1) as attempts:
         response = say(api, user, "s", "during")
     # Then it is tried again and the turn is stored, once
@@ -219,4 +219,4 @@ def test_an_erasure_that_keeps_failing_is_503_and_its_retry_finishes_it(api, use
     assert snapshot(api, user) == []
     assert api.get("/sessions/long/messages", headers=as_user(user)).status_code == 404
     reliability("Erasure", "`DELETE /me` while every BatchWriteItem leaves items unprocessed",
-                "503; the retried DELETE /me erases every remaining item (META is deleted last)")
+                "503; the retried DELETE /me erases every remaining item (the registry entry, the fence, is deleted last)")

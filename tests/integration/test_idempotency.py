@@ -9,7 +9,7 @@ import pytest
 from agent.observability import logger
 from agent.providers import ModelError
 from agent.turn import run_turn
-from conftest import SESSIONS_TABLE, as_user
+from conftest import as_user
 from fakes import ScriptedModel, captured_logs, text
 from faults import SERVER_ERROR, failing, recording
 
@@ -140,16 +140,17 @@ def test_without_the_header_no_extra_dynamodb_call_is_made(api, user, handler, r
         say(api, user, "plain")
     with recording(handler.dynamodb) as with_key:
         say(api, user, "keyed", key="key-1")
-    # Then without it the turn makes exactly its own calls; with it, one claim more
+    # Then without it the turn makes exactly its own calls; with it, one claim more (a transaction:
+    # the claim moves the session's fence)
     assert sorted(without) == ["Query", "Query", "TransactWriteItems"]
-    assert sorted(with_key) == ["PutItem", "Query", "Query", "TransactWriteItems"]
+    assert sorted(with_key) == ["Query", "Query", "TransactWriteItems", "TransactWriteItems"]
     reliability("Idempotency", "a turn without the header",
-                "no extra DynamoDB call: 2 Query + 1 TransactWriteItems (with a key: + 1 PutItem)")
+                "no extra DynamoDB call: 2 Query + 1 TransactWriteItems (with a key: + 1 TransactWriteItems)")
 
 
 def test_a_failed_idempotency_record_never_fails_the_turn(api, user, model, handler, reliability):
     # When the claim cannot be written
-    with failing(handler.dynamodb, "PutItem", SERVER_ERROR, table=SESSIONS_TABLE), captured_logs(logger) as lines:
+    with failing(handler.dynamodb, "TransactWriteItems", SERVER_ERROR, times=2), captured_logs(logger) as lines:
         response = say(api, user, "hello", key="key-1")
     # Then the turn is answered and stored anyway, and the failure is logged like any memory write
     assert response.status_code == 200 and response.json()["memory"] == {"write": "ok"}

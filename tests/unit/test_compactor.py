@@ -264,7 +264,7 @@ def test_the_compactor_needs_no_dynamodb_action_beyond_its_grant(conversations, 
     def record_actions(params, model, **_):
         items = params.get("TransactItems")
         kinds = {kind for item in items for kind in item} if items else {model.name}
-        actions.update(f"dynamodb:{ {'Put': 'PutItem', 'ConditionCheck': 'ConditionCheckItem'}.get(k, k)}" for k in kinds)
+        actions.update(f"dynamodb:{ {'Put': 'PutItem', 'Update': 'UpdateItem', 'ConditionCheck': 'ConditionCheckItem'}.get(k, k)}" for k in kinds)
 
     dynamodb.meta.events.register("before-parameter-build.dynamodb", record_actions)
     # When it compacts a session

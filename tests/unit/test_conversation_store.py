@@ -1,7 +1,7 @@
 import pytest
 
-from memory.conversation import SECONDS_PER_DAY, session_key
-from memory.errors import MemoryUnavailable, SessionNotFound
+from memory.conversation import SECONDS_PER_DAY, registry_key, session_key
+from memory.errors import MemoryUnavailable, SessionNotFound, WriteRejected
 from memory.turns import Turn, Usage, iso, new_turn_id
 
 
@@ -41,7 +41,7 @@ def test_each_turn_is_its_own_item_with_a_ttl(conversations, dynamodb, clock):
     )["Items"]
     turn_item = next(i for i in items if i["sk"]["S"].startswith("TURN#"))
     assert int(turn_item["expires_at"]["N"]) == int(clock.now) + 30 * SECONDS_PER_DAY
-    assert {i["sk"]["S"] for i in items} == {"TURN#" + turn.turn_id, "META"}
+    assert {i["sk"]["S"] for i in items} == {"TURN#" + turn.turn_id}
 
 
 def test_expired_turns_are_never_returned(conversations, clock):
@@ -105,7 +105,7 @@ def test_delete_removes_every_item_of_the_session(conversations, clock):
 def test_the_same_turn_is_never_stored_twice(conversations, clock):
     turn = make_turn(clock, 0)
     conversations.append(turn)
-    with pytest.raises(MemoryUnavailable):
+    with pytest.raises(WriteRejected):
         conversations.append(turn)
     history, _ = conversations.history("u1", "s1", limit=10)
     assert len(history) == 1
@@ -118,3 +118,28 @@ def test_delete_user_removes_all_their_sessions_only(conversations, clock):
     assert conversations.delete_user("u1") == 2
     assert conversations.sessions("u1") == []
     assert [s.session_id for s in conversations.sessions("u2")] == ["a"]
+
+
+def test_a_fenced_write_that_may_not_start_a_session_is_refused_once_it_is_gone(conversations, dynamodb, clock):
+    # Given a session that was deleted
+    conversations.append(make_turn(clock, 0))
+    conversations.delete("u1", "s1")
+    record = {"Put": {"TableName": "sessions", "Item": {"pk": {"S": session_key("u1", "s1")}, "sk": {"S": "STATUS#t"},
+                                                        "expires_at": {"N": str(int(clock.now) + 60)}}}}
+    # When a write that may not start a session comes late
+    with pytest.raises(WriteRejected) as rejected:
+        conversations.write_in_session("u1", "s1", [record], create_session=False)
+    # Then it is refused as such, and nothing was stored
+    assert rejected.value.session_gone
+    assert dynamodb.scan(TableName="sessions")["Items"] == []
+
+
+def test_every_fenced_write_moves_the_version_a_delete_checks(conversations, dynamodb, clock):
+    conversations.append(make_turn(clock, 0))
+    record = {"Put": {"TableName": "sessions", "Item": {"pk": {"S": session_key("u1", "s1")}, "sk": {"S": "STATUS#t"},
+                                                        "expires_at": {"N": str(int(clock.now) + 60)}}}}
+    conversations.write_in_session("u1", "s1", [record], create_session=False)
+    entry = dynamodb.get_item(TableName="sessions", Key=registry_key("u1", "s1"))["Item"]
+    assert entry["version"] == {"N": "2"} and entry["turn_count"] == {"N": "1"}
+    # The entry outlives every item of its session, whatever order TTL deletes them in
+    assert int(entry["expires_at"]["N"]) > int(clock.now) + 30 * SECONDS_PER_DAY

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.config import MIN_PROMPT_TOKENS, ConfigError, Settings
+from agent.config import MAX_TURNS_LIMIT, MIN_PROMPT_TOKENS, ConfigError, Settings
 
 BASE = {"SESSIONS_TABLE_NAME": "s", "LONG_TERM_TABLE_NAME": "l"}
 
@@ -24,6 +24,8 @@ def test_compaction_is_configured_by_its_trigger_and_summary_size():
 
 @pytest.mark.parametrize("env, complaint", [
     ({"MEMORY_STRATEGY": "everything"}, "MEMORY_STRATEGY"),
+    ({"MEMORY_MAX_TURNS": str(MAX_TURNS_LIMIT + 1)}, "MEMORY_MAX_TURNS"),
+    ({"MEMORY_MAX_TURNS": "0"}, "MEMORY_MAX_TURNS"),
     ({"MEMORY_MAX_PROMPT_TOKENS": str(MIN_PROMPT_TOKENS - 1)}, "MEMORY_MAX_PROMPT_TOKENS"),
     ({"MEMORY_MAX_PROMPT_TOKENS": "250000"}, "MEMORY_MAX_PROMPT_TOKENS"),
     ({"MEMORY_MAX_PROMPT_TOKENS": "lots"}, "MEMORY_MAX_PROMPT_TOKENS"),
@@ -52,3 +54,7 @@ def test_the_fact_caps_have_documented_defaults_and_can_be_set():
 def test_a_bad_fact_cap_stops_the_cold_start(env, complaint):
     with pytest.raises(ConfigError, match=complaint):
         Settings.from_env(BASE | env)
+
+
+def test_the_bound_of_memory_max_turns_is_accepted():
+    assert Settings.from_env(BASE | {"MEMORY_MAX_TURNS": str(MAX_TURNS_LIMIT)}).max_turns == MAX_TURNS_LIMIT
