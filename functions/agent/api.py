@@ -35,3 +35,11 @@ class FactRequest(BaseModel):
 
 
 FACT_KEY = FACT_KEY_PATTERN.pattern
+
+
+class ErrorBody(BaseModel):
+    """Every error answer. The agent's own carry `error`, a stable code; API Gateway's (no route, no
+    valid token, throttled) have only `message`."""
+
+    error: str = Field(default=None, description="a stable code, e.g. not_found; absent when API Gateway answers")
+    message: str = Field(description="for humans; never echoes what was sent")
