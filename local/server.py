@@ -20,7 +20,6 @@ from gunicorn.app.base import BaseApplication
 from local.dynamodb import ROOT, PortInUse, embedded_dynamodb, listening_socket
 from local.gateway import MAX_REQUEST_LINE_AND_HEADERS_BYTES, Gateway, LocalContext, gateway_message, routes_of, to_event  # noqa: F401 (benchmarks)
 
-DATA_DIR = ROOT / ".local-data"
 LOCAL_DEFAULTS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -179,8 +178,9 @@ def main() -> None:
             serve(os.environ["AWS_ENDPOINT_URL_DYNAMODB"], sock, workers)
             return
         dynamodb_port = int(os.environ.get("DYNAMODB_LOCAL_PORT", "8000"))
-        with embedded_dynamodb(port=dynamodb_port, data_dir=DATA_DIR) as (endpoint, kind):
-            print(f"{kind} on {endpoint}, data in {DATA_DIR.relative_to(ROOT)}/", flush=True)
+        data_dir = ROOT / os.environ.get("LOCAL_DATA_DIR", ".local-data")
+        with embedded_dynamodb(port=dynamodb_port, data_dir=data_dir) as (endpoint, kind):
+            print(f"{kind} on {endpoint}, data in {data_dir}", flush=True)
             serve(endpoint, sock, workers)
     except PortInUse as busy:
         sys.exit(str(busy))
