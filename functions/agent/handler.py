@@ -76,14 +76,17 @@ app.configure_openapi(
 JWT = [{"jwt": []}]
 
 
-def _answers(*statuses: HTTPStatus, success: HTTPStatus = HTTPStatus.OK) -> dict:
+S = HTTPStatus
+# API Gateway answers these itself, on any route: stage throttling, then its size quotas.
+GATEWAY = (S.TOO_MANY_REQUESTS, S.REQUEST_ENTITY_TOO_LARGE, S.REQUEST_HEADER_FIELDS_TOO_LARGE)
+
+
+def _answers(*statuses: HTTPStatus, success: HTTPStatus = S.OK) -> dict:
     """The OpenAPI responses of a route: its success, and every error it can answer (ErrorBody)."""
     error = {"application/json": {"model": ErrorBody}}
-    documented = {int(success): {"description": success.phrase} | ({"content": {}} if success == HTTPStatus.NO_CONTENT else {})}
-    return documented | {int(s): {"description": s.phrase, "content": error} for s in statuses}
+    documented = {int(success): {"description": success.phrase} | ({"content": {}} if success == S.NO_CONTENT else {})}
+    return documented | {int(s): {"description": s.phrase, "content": error} for s in (*GATEWAY, *statuses)}
 
-
-S = HTTPStatus
 # Every protected route: no or a bad token (401), a validation error (422), a memory read failure (503).
 PROTECTED = (S.UNAUTHORIZED, S.UNPROCESSABLE_ENTITY, S.SERVICE_UNAVAILABLE)
 
@@ -112,7 +115,8 @@ def caller() -> str:
     return sub
 
 
-@app.get("/health")
+# Powertools documents a 422 on every operation when validation is on: here it is the ErrorBody too.
+@app.get("/health", responses=_answers(S.UNPROCESSABLE_ENTITY))
 def health() -> dict:
     return {"status": "ok"}
 

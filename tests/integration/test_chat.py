@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from local.dynamodb import ROOT
-from tests.integration.conftest import as_user
+from conftest import as_user
 
 pytestmark = pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed (apt-get install tmux)")
 SCREEN_WAIT_SECONDS = 30

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from local.dynamodb import ROOT, free_port, listening_socket
-from tests.integration.conftest import STACK_ENV, as_user, start_server, stop_server
+from conftest import STACK_ENV, as_user, start_server, stop_server
 
 
 def raw(url: str, request: bytes, *, half_close: bool = False) -> tuple[int, bytes]:
