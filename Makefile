@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
 NODE_STAMP := node_modules/.installed
 export PYTHONPATH := functions:.
 export CDK_DISABLE_VERSION_CHECK := true
@@ -11,10 +12,16 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: dev test test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench lint reliability clean
 
-$(STAMP): requirements.txt layers/agent/requirements.txt
+# `make dev` installs only what serving needs; the CDK, test and lint toolchain comes with the rest.
+$(SERVE_STAMP): requirements-serve.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-serve.txt
+	touch $@
+
+$(STAMP): requirements.txt requirements-serve.txt layers/agent/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $@
+	touch $(SERVE_STAMP) $@
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -22,10 +29,10 @@ $(NODE_STAMP): package.json package-lock.json
 
 install: $(STAMP) $(NODE_STAMP)
 
-dev: install  ## run the agent locally: DynamoDB Local + the HTTP API on 127.0.0.1:$${PORT:-3000}
+dev: $(SERVE_STAMP) $(NODE_STAMP)  ## run the agent locally: DynamoDB Local + the HTTP API on 127.0.0.1:$${PORT:-3000}
 	$(PY) -m local.server
 
-chat: $(STAMP)  ## terminal chat with the local server (or ENDPOINT=... TOKEN=...)
+chat: $(SERVE_STAMP)  ## terminal chat with the local server (or ENDPOINT=... TOKEN=...)
 	$(PY) -m local.chat
 
 test: install  ## unit (moto) + integration (DynamoDB Local over HTTP) + infra (synth) tests

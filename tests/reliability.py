@@ -24,6 +24,7 @@ AREAS = {
     "Tenant isolation": "user A's identity on user B's sessions and facts",
     "Erasure": "`DELETE /me` and `DELETE /sessions/{id}`",
     "TTL": "items past `expires_at` that DynamoDB has not deleted yet",
+    "Local server": "`make dev`'s server: raw sockets at its edge, signals and busy ports on real processes",
 }
 _rows: list[tuple[dict, str]] = []
 _failures: list[str] = []

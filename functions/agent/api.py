@@ -61,3 +61,11 @@ def _bounded_int(digits: str) -> int:
 
 def _invalid_body(message: str) -> RequestValidationError:
     return RequestValidationError([{"type": "invalid_body", "loc": ("body",), "msg": message}])
+
+
+class ErrorBody(BaseModel):
+    """Every error answer. The agent's own carry `error`, a stable code; API Gateway's (no route, no
+    valid token, throttled) have only `message`."""
+
+    error: str = Field(default=None, description="a stable code, e.g. not_found; absent when API Gateway answers")
+    message: str = Field(description="for humans; never echoes what was sent")

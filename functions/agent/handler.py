@@ -11,11 +11,14 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.json_encoder import Encoder
 
-from agent.api import FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, FactRequest, TurnRequest, json_object
+from agent.api import (FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, ErrorBody, FactRequest,
+                       TurnRequest, json_object)
 from agent.config import Settings
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
 from agent.observability import logger, metrics, tracer
@@ -56,7 +59,42 @@ memory = ResilientMemory(
 )
 idempotency = Idempotency(conversations=memory.conversations, client=dynamodb, table_name=settings.sessions_table,
                           logger=logger)
-app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_object)
+
+
+def _json(body) -> str:
+    """UTF-8 JSON: a reply in any language reads as itself in curl, not as \\uXXXX escapes."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), cls=Encoder)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (sent as "\\ud800") has no UTF-8: escape that body
+        return json.dumps(body, separators=(",", ":"), cls=Encoder)
+    return text
+
+
+app = APIGatewayHttpResolver(enable_validation=True, serializer=_json, json_body_deserializer=json_object)
+# The document says what API Gateway enforces: every route but /health (and this document) needs
+# the Cognito JWT (infra/api.py); the local stack reads the same `security` to play the authorizer.
+app.configure_openapi(
+    title="Agent with durable memory",
+    version="1.0.0",
+    security_schemes={"jwt": HTTPBearer(bearerFormat="JWT", description="a Cognito id token; claim sub is the user")},
+)
+JWT = [{"jwt": []}]
+
+
+S = HTTPStatus
+# API Gateway answers these itself, on any route: stage throttling, then its size quotas.
+GATEWAY = (S.TOO_MANY_REQUESTS, S.REQUEST_ENTITY_TOO_LARGE, S.REQUEST_HEADER_FIELDS_TOO_LARGE)
+
+
+def _answers(*statuses: HTTPStatus, success: HTTPStatus = S.OK) -> dict:
+    """The OpenAPI responses of a route: its success, and every error it can answer (ErrorBody)."""
+    error = {"application/json": {"model": ErrorBody}}
+    documented = {int(success): {"description": success.phrase} | ({"content": {}} if success == S.NO_CONTENT else {})}
+    return documented | {int(s): {"description": s.phrase, "content": error} for s in (*GATEWAY, *statuses)}
+
+# Every protected route: no or a bad token (401), a validation error (422), a memory read failure (503).
+PROTECTED = (S.UNAUTHORIZED, S.UNPROCESSABLE_ENTITY, S.SERVICE_UNAVAILABLE)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 FactKey = Annotated[str, Path(pattern=FACT_KEY)]
@@ -83,7 +121,8 @@ def caller() -> str:
     return sub
 
 
-@app.get("/health")
+# Powertools documents a 422 on every operation when validation is on: here it is the ErrorBody too.
+@app.get("/health", responses=_answers(S.UNPROCESSABLE_ENTITY))
 def health() -> dict:
     return {"status": "ok"}
 
@@ -93,11 +132,12 @@ def openapi():
     return Response(
         status_code=HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(title="Agent with durable memory", version="1.0.0"),
+        body=app.get_openapi_json_schema(),
     )
 
 
-@app.post("/sessions/<session_id>/messages")
+@app.post("/sessions/<session_id>/messages", security=JWT, responses=_answers(
+    *PROTECTED, S.BAD_REQUEST, S.CONFLICT, S.REQUEST_ENTITY_TOO_LARGE, S.BAD_GATEWAY))
 @tracer.capture_method
 def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: IdempotencyKey = None) -> dict:
     user_id = caller()
@@ -122,7 +162,7 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
     }
 
 
-@app.get("/sessions/<session_id>/messages")
+@app.get("/sessions/<session_id>/messages", security=JWT, responses=_answers(*PROTECTED, S.BAD_REQUEST, S.NOT_FOUND))
 def get_messages(
     session_id: SessionId,
     limit: Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX)] = HISTORY_PAGE_MAX,
@@ -145,37 +185,37 @@ def get_messages(
     }
 
 
-@app.delete("/sessions/<session_id>")
+@app.delete("/sessions/<session_id>", security=JWT, responses=_answers(*PROTECTED, S.NOT_FOUND, success=S.NO_CONTENT))
 def delete_session(session_id: SessionId):
     memory.conversations.delete(caller(), session_id)
     return _no_content()
 
 
-@app.get("/sessions")
+@app.get("/sessions", security=JWT, responses=_answers(*PROTECTED))
 def list_sessions() -> dict:
     return {"sessions": [vars(s) for s in memory.conversations.sessions(caller())]}
 
 
-@app.get("/memory")
+@app.get("/memory", security=JWT, responses=_answers(*PROTECTED))
 def get_facts() -> dict:
     return {"facts": {fact.key: fact.value for fact in memory.facts.all(caller())}}
 
 
-@app.put("/memory/<key>")
+@app.put("/memory/<key>", security=JWT, responses=_answers(*PROTECTED, S.BAD_REQUEST, S.CONFLICT, S.REQUEST_ENTITY_TOO_LARGE))
 def put_fact(key: FactKey, request: FactRequest) -> dict:
     user_id = caller()
     memory.facts.put(user_id, key, request.value)
     return {"facts": {key: request.value}}
 
 
-@app.delete("/memory/<key>")
+@app.delete("/memory/<key>", security=JWT, responses=_answers(*PROTECTED, S.NOT_FOUND, success=S.NO_CONTENT))
 def delete_fact(key: FactKey):
     if not memory.facts.delete(caller(), key):
         raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such fact")
     return _no_content()
 
 
-@app.delete("/me")
+@app.delete("/me", security=JWT, responses=_answers(*PROTECTED, success=S.NO_CONTENT))
 def erase_me():
     user_id = caller()
     memory.conversations.delete_user(user_id)

@@ -1,19 +1,31 @@
-"""Integration tests talk to AWS's DynamoDB Local over HTTP, through the local stack."""
+"""Integration tests talk to AWS's DynamoDB Local over HTTP, through the local stack.
+
+`api` and `base_url` are the local stack as `make dev` runs it: gunicorn with several worker
+processes (Lambda instances), so concurrent requests race as in production. A test that reaches
+into the handler in this process (the `handler` fixture: fault injection, scripted models) cannot
+reach those processes: its `api` and `base_url` are one "instance" in this process instead."""
 
 import os
-import threading
+import signal
+import subprocess
+import sys
 import time
 import uuid
 
 import httpx
 import pytest
 
-from local.dynamodb import embedded_dynamodb, free_port
+from local.dynamodb import ROOT, embedded_dynamodb, free_port
 from local.server import configure, make_server
+from local.tables import control_plane_client, ensure_tables
 from memory.client import dynamodb_client
 from memory.conversation import registry_key, session_key
 
 SESSIONS_TABLE, LONG_TERM_TABLE = "it-sessions", "it-long-term"
+STACK_ENV = {"SESSIONS_TABLE_NAME": SESSIONS_TABLE, "LONG_TERM_TABLE_NAME": LONG_TERM_TABLE,
+             "MEMORY_MAX_TURNS": "3", "AGENT_MODEL_PROVIDER": "offline"}
+SERVER_WORKERS = 4
+SERVER_START_SECONDS = 60
 
 
 @pytest.fixture(scope="session")
@@ -23,25 +35,67 @@ def dynamodb_endpoint():
 
 
 @pytest.fixture(scope="session")
-def handler(dynamodb_endpoint):
-    os.environ.update(SESSIONS_TABLE_NAME=SESSIONS_TABLE, LONG_TERM_TABLE_NAME=LONG_TERM_TABLE,
-                      MEMORY_MAX_TURNS="3", AGENT_MODEL_PROVIDER="offline")
+def tables(dynamodb_endpoint):
+    os.environ.update(STACK_ENV)
     configure(dynamodb_endpoint)
-    from agent import handler
-    from local.tables import ensure_tables
-
-    ensure_tables(dynamodb_client(), sessions_table=SESSIONS_TABLE, long_term_table=LONG_TERM_TABLE)
-    return handler
+    ensure_tables(control_plane_client(), sessions_table=SESSIONS_TABLE, long_term_table=LONG_TERM_TABLE)
 
 
 @pytest.fixture(scope="session")
-def base_url(handler):
+def handler(tables):
+    from agent import handler
+
+    return handler
+
+
+def start_server(env: dict, port: int) -> subprocess.Popen:
+    """`python -m local.server` (what `make dev` runs) on `port`, up and answering /health."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.server"], cwd=ROOT, env=env | {"PORT": str(port)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"the local server did not start: {process.stdout.read()[-2000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> str:
+    """SIGTERM, as a process manager sends it; returns the console output."""
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    return output
+
+
+@pytest.fixture(scope="session")
+def server_url(tables, dynamodb_endpoint):
+    env = os.environ | STACK_ENV | {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+                                    "LOCAL_WORKERS": str(SERVER_WORKERS), "PYTHONPATH": "functions:."}
+    port = free_port()
+    process = start_server(env, port)
+    yield f"http://127.0.0.1:{port}"
+    stop_server(process)
+
+
+@pytest.fixture(scope="session")
+def in_process_url(handler):
+    import threading
+
     server = make_server(handler.lambda_handler, free_port())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def base_url(request):
+    return request.getfixturevalue("in_process_url" if "handler" in request.fixturenames else "server_url")
 
 
 @pytest.fixture

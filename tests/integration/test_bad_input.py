@@ -31,11 +31,17 @@ def test_bad_input_gets_a_json_4xx_and_stores_nothing(api, user, name, path, bod
         assert api.get("/sessions", headers=as_user(user)).json() == {"sessions": []}
 
 
-def test_no_identity_is_401(api):
+def test_no_identity_is_api_gateways_401(api):
+    # No token on a protected route: the JWT authorizer answers, the Lambda is never invoked.
     response = api.post("/sessions/s1/messages", json={"message": "hi"})
+    assert response.status_code == 401 and response.json() == {"message": "Unauthorized"}
+
+
+def test_an_identity_the_handler_refuses_is_its_own_401(api):
+    response = api.get("/memory", headers=as_user("a\tb"))
     assert response.status_code == 401 and response.json()["error"] == "unauthorized"
 
 
-def test_unknown_route_is_a_json_404(api, user):
+def test_unknown_route_is_api_gateways_json_404(api, user):
     response = api.get("/nope", headers=as_user(user))
-    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    assert response.status_code == 404 and response.json() == {"message": "Not Found"}

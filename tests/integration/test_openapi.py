@@ -1,0 +1,69 @@
+"""The OpenAPI document against what the routes really answer: every status documented, every
+body matching its schema, every error an ErrorBody; and the JWT the deployed API requires."""
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
+
+from conftest import as_user
+
+EXAMPLES_PER_OPERATION = 15
+PUBLIC = {("get", "/health")}
+
+
+@pytest.fixture
+def document(api):
+    return api.get("/openapi.json").json()
+
+
+def test_every_route_but_health_needs_the_bearer_jwt(document):
+    assert document["components"]["securitySchemes"]["jwt"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": document["components"]["securitySchemes"]["jwt"]["description"],
+    }
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert operation.get("security") == (None if (method, path) in PUBLIC else [{"jwt": []}]), (method, path)
+
+
+def test_every_error_is_an_error_body_and_deletes_answer_204(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+            if method == "delete":
+                assert "204" in operation["responses"] and "200" not in operation["responses"], path
+
+
+@pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
+@pytest.mark.parametrize("identity", ["user", "none"])
+def test_what_the_routes_answer_is_what_the_document_says(api, user, base_url, mode, identity):
+    # Given the document the server serves
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    headers = as_user(user) if identity == "user" else {}
+    # When every operation gets generated requests, with or without an identity
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        inputs = [operation.path_parameters, operation.query, operation.headers, operation.body]
+        if mode == schemathesis.GenerationMode.NEGATIVE and not any(inputs):
+            continue  # nothing to get wrong
+
+        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=True,
+                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def conforms(case):
+            response = case.call(base_url=base_url, headers=headers, timeout=30)
+            # Then each answer's status is documented and its body matches the documented schema
+            case.validate_response(response, checks=[status_code_conformance, content_type_conformance,
+                                                     response_schema_conformance])
+
+        conforms()
+
+
+def test_an_undocumented_openapi_route_is_still_served(base_url):
+    assert httpx.get(f"{base_url}/openapi.json").status_code == 200
