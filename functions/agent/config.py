@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass
 
-from agent.providers import MAX_OUTPUT_TOKENS
+from agent.providers import DEFAULT_MAX_OUTPUT_TOKENS
 from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES
 
 PROVIDERS = ("anthropic", "bedrock", "offline")
@@ -15,8 +15,10 @@ DEFAULT_MODEL_IDS = {
 # Room for the largest message (16,000 characters: ~4,000 tokens, more with JSON escapes), the tool
 # loop's reserve (agent.turn: 6,144) and the system prompt with the tools: less could not hold a turn.
 MIN_PROMPT_TOKENS = 16_000
-# Under the model's 1,024-token answer (providers.MAX_OUTPUT_TOKENS): a summary is never cut off.
+# Well under the model's answer limit (MODEL_MAX_OUTPUT_TOKENS): a summary is never cut off.
 DEFAULT_SUMMARY_MAX_TOKENS = 800
+# Claude Sonnet 4.5 writes at most 64,000 tokens per answer; below 256 a plain reply gets cut off.
+MIN_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS = 256, 64_000
 
 
 class ConfigError(ValueError):
@@ -35,6 +37,7 @@ class Settings:
     summary_max_tokens: int
     provider: str
     model_id: str
+    max_output_tokens: int
     anthropic_api_key: str | None
     anthropic_secret_arn: str | None
     write_drill_until: float | None
@@ -56,6 +59,7 @@ class Settings:
             summary_max_tokens=_positive_int(env, "MEMORY_SUMMARY_MAX_TOKENS", DEFAULT_SUMMARY_MAX_TOKENS),
             provider=provider,
             model_id=env.get("AGENT_MODEL_ID") or DEFAULT_MODEL_IDS[provider],
+            max_output_tokens=_positive_int(env, "MODEL_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS),
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
             anthropic_secret_arn=env.get("ANTHROPIC_API_KEY_SECRET_ARN") or None,
             write_drill_until=float(env["MEMORY_WRITE_DRILL_UNTIL"])
@@ -64,6 +68,8 @@ class Settings:
         )
         if provider == "anthropic" and not (settings.anthropic_api_key or settings.anthropic_secret_arn):
             raise ConfigError("the anthropic provider needs ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ARN")
+        if not MIN_OUTPUT_TOKENS <= settings.max_output_tokens <= MAX_OUTPUT_TOKENS:
+            raise ConfigError(f"MODEL_MAX_OUTPUT_TOKENS must be from {MIN_OUTPUT_TOKENS} to {MAX_OUTPUT_TOKENS}")
         _check_window(settings)
         return settings
 
@@ -73,8 +79,8 @@ def _check_window(settings: Settings) -> None:
         raise ConfigError(f"MEMORY_STRATEGY must be one of {STRATEGIES}, not {settings.memory_strategy!r}")
     if not MIN_PROMPT_TOKENS <= settings.max_prompt_tokens <= MODEL_CONTEXT_TOKENS:
         raise ConfigError(f"MEMORY_MAX_PROMPT_TOKENS must be from {MIN_PROMPT_TOKENS} to {MODEL_CONTEXT_TOKENS}")
-    if settings.summary_max_tokens > MAX_OUTPUT_TOKENS:
-        raise ConfigError(f"MEMORY_SUMMARY_MAX_TOKENS must be at most {MAX_OUTPUT_TOKENS}, the model's answer limit")
+    if settings.summary_max_tokens > settings.max_output_tokens:
+        raise ConfigError("MEMORY_SUMMARY_MAX_TOKENS must be at most MODEL_MAX_OUTPUT_TOKENS, the model's answer limit")
     # The window read (MEMORY_MAX_TURNS) must reach back to the summary, or turns fall in between.
     if settings.memory_strategy == "compaction" and not 2 <= settings.compaction_trigger_turns <= settings.max_turns:
         raise ConfigError("MEMORY_COMPACTION_TRIGGER_TURNS must be from 2 to MEMORY_MAX_TURNS")

@@ -99,20 +99,14 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
 
     def turn(claim=None):
         return run_turn(memory=memory, model=model(), user_id=user_id, session_id=session_id,
-                        message=request.message, idempotency=claim)
+                        message=request.message, records=(claim,) if claim else ())
 
     result = idempotency.turn(user_id, session_id, idempotency_key, request.message, turn) if idempotency_key else turn()
     latency_ms = (time.perf_counter() - started) * 1000
     metrics.add_metric(name="TurnLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
     metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=result.turn.usage.input_tokens)
     metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=result.turn.usage.output_tokens)
-    return {
-        "session_id": session_id,
-        "reply": result.reply,
-        "turn_id": result.turn.turn_id,
-        "context": {"turns": result.context_turns, "summary": result.context_summary, "facts": result.context_facts},
-        "memory": {"write": result.write},
-    }
+    return {"session_id": session_id, **result.answer()}
 
 
 @app.get("/sessions/<session_id>/messages")
