@@ -17,7 +17,10 @@ import pytest
 
 AREAS = {
     "Memory faults": "DynamoDB faults injected at the wire (botocore before-send hooks; real sockets for timeouts)",
-    "Model faults": "the real anthropic SDK against a fake Messages API on 127.0.0.1",
+    "Model faults": "the real anthropic SDK and botocore against a fake model API on 127.0.0.1 as slow as a real "
+                    "one (1 s to the first token, 60 tokens/s; streamed as SSE or AWS event-stream)",
+    "Asynchronous turns": "`Prefer: respond-async` and `GET /sessions/{id}/turns/{turn_id}`: the worker's code "
+                          "in a thread of the local stack, against the slow fake model",
     "Idempotency": "`Idempotency-Key` on `POST /sessions/{id}/messages`",
     "Concurrency": "concurrent turns through the local HTTP stack",
     "Hostile input": "hand-made bad requests, and schemathesis against `GET /openapi.json`",

@@ -4,7 +4,10 @@ import os
 from dataclasses import dataclass
 
 from agent.providers import DEFAULT_MAX_OUTPUT_TOKENS
-from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES
+from memory.conversation import ConversationStore
+from memory.long_term import FactStore
+from memory.resilient import ResilientMemory
+from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES, WindowPolicy
 
 PROVIDERS = ("anthropic", "bedrock", "offline")
 DEFAULT_MODEL_IDS = {
@@ -41,6 +44,8 @@ class Settings:
     anthropic_api_key: str | None
     anthropic_secret_arn: str | None
     write_drill_until: float | None
+    # The worker Lambda of asynchronous turns; unset (make dev, tests): a thread of this process.
+    worker_function: str | None = None
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Settings":
@@ -65,6 +70,7 @@ class Settings:
             write_drill_until=float(env["MEMORY_WRITE_DRILL_UNTIL"])
             if env.get("MEMORY_WRITE_DRILL_UNTIL")
             else None,
+            worker_function=env.get("WORKER_FUNCTION_NAME") or None,
         )
         if provider == "anthropic" and not (settings.anthropic_api_key or settings.anthropic_secret_arn):
             raise ConfigError("the anthropic provider needs ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ARN")
@@ -72,6 +78,19 @@ class Settings:
             raise ConfigError(f"MODEL_MAX_OUTPUT_TOKENS must be from {MIN_OUTPUT_TOKENS} to {MAX_OUTPUT_TOKENS}")
         _check_window(settings)
         return settings
+
+
+def memory_from(settings: Settings, *, client, logger) -> ResilientMemory:
+    """The memory of every function that runs turns (the API and the worker), configured alike."""
+    return ResilientMemory(
+        conversations=ConversationStore(client=client, table_name=settings.sessions_table,
+                                        ttl_days=settings.session_ttl_days),
+        facts=FactStore(client=client, table_name=settings.long_term_table),
+        logger=logger,
+        max_turns=settings.max_turns,
+        window=WindowPolicy(strategy=settings.memory_strategy, max_prompt_tokens=settings.max_prompt_tokens),
+        write_drill_until=settings.write_drill_until,
+    )
 
 
 def _check_window(settings: Settings) -> None:

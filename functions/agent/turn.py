@@ -113,13 +113,15 @@ def run_turn(
     records: tuple[Record, ...] = (),
     deadline: float | None = None,
     on_text: Callable[[str], None] | None = None,
+    turn_id: str | None = None,
     clock=time.time,
 ) -> TurnResult:
     """Load memory (fails fast), run the tool loop, store the turn (best effort).
 
     `deadline` (time.monotonic()) ends the model's part of the turn, SYNC_MODEL_SECONDS after its
     start by default; an answer it cuts short is the reply, `truncated`. A ModelError propagates
-    before anything of the turn is stored. `records` are stored in the same transaction as the turn."""
+    before anything of the turn is stored. `records` are stored in the same transaction as the turn.
+    `turn_id` is the id an asynchronous turn was given when it was accepted."""
     started = clock()
     deadline = time.monotonic() + SYNC_MODEL_SECONDS if deadline is None else deadline
     context = memory.load(user_id, session_id)
@@ -155,7 +157,7 @@ def run_turn(
     turn = Turn(
         user_id=user_id,
         session_id=session_id,
-        turn_id=new_turn_id(started),
+        turn_id=turn_id or new_turn_id(started),
         created_at=iso(started),
         messages=new_messages,
         usage=usage,

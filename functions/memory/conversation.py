@@ -225,7 +225,6 @@ class ConversationStore:
         """One transaction: the turn (never overwriting one), the session's META for listing, and
         `also` (TransactItems stored with the turn or not at all, e.g. an idempotency record)."""
         now = self._clock()
-        pk = {"S": session_key(turn.user_id, turn.session_id)}
         expires_at = int(now) + self._ttl_seconds
         transact_write(
             self._client,
@@ -237,25 +236,7 @@ class ConversationStore:
                         "ConditionExpression": "attribute_not_exists(sk)",
                     }
                 },
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": {"pk": pk, "sk": {"S": META_SK}},
-                        "UpdateExpression": (
-                            "SET #owner = :owner, session_id = :sid, updated_at = :now, "
-                            "expires_at = :exp, created_at = if_not_exists(created_at, :now) "
-                            "ADD turn_count :one"
-                        ),
-                        "ExpressionAttributeNames": {"#owner": SESSIONS.indexes[0].partition_key},
-                        "ExpressionAttributeValues": {
-                            ":owner": {"S": turn.user_id},
-                            ":sid": {"S": turn.session_id},
-                            ":now": {"S": iso(now)},
-                            ":exp": {"N": str(expires_at)},
-                            ":one": {"N": "1"},
-                        },
-                    }
-                },
+                meta_update(self._table, turn.user_id, turn.session_id, now=now, expires_at=expires_at, turns=1),
                 *also,
             ],
         )
@@ -364,6 +345,30 @@ def batch_write_all(client, table: str, requests: list[dict]) -> None:
             time.sleep(UNPROCESSED_BACKOFF_SECONDS * 2**attempt)
         if pending:
             raise MemoryUnavailable(f"{len(pending)} writes left unprocessed")
+
+
+def meta_update(table: str, user_id: str, session_id: str, *, now: float, expires_at: int, turns: int) -> dict:
+    """The TransactItem that keeps the session's META (listing, erasure by owner) up to date: every
+    write that creates an item in the session's partition carries it, so erasure finds them all."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {"pk": {"S": session_key(user_id, session_id)}, "sk": {"S": META_SK}},
+            "UpdateExpression": (
+                "SET #owner = :owner, session_id = :sid, updated_at = :now, "
+                "expires_at = :exp, created_at = if_not_exists(created_at, :now) "
+                "ADD turn_count :turns"
+            ),
+            "ExpressionAttributeNames": {"#owner": SESSIONS.indexes[0].partition_key},
+            "ExpressionAttributeValues": {
+                ":owner": {"S": user_id},
+                ":sid": {"S": session_id},
+                ":now": {"S": iso(now)},
+                ":exp": {"N": str(expires_at)},
+                ":turns": {"N": str(turns)},
+            },
+        }
+    }
 
 
 def turn_item(turn: Turn, *, expires_at: int) -> dict:
