@@ -14,6 +14,7 @@ from infra.model_access import ModelAccess
 from infra.monitoring import Monitoring
 from infra.settings import Settings
 from infra.tables import MemoryTables
+from infra.worker import AsyncWorker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CODE_DIR = REPO_ROOT / "functions"
@@ -39,9 +40,14 @@ class AgentStack(Stack):
             **model.environment,
         }
         code = FunctionCode(code_dir=CODE_DIR, layers=[layer.layer])
-        agent = AgentFunction(self, "Agent", code=code, environment={**environment, **drill})
+        worker = AsyncWorker(self, "Worker", code=code, environment={**environment, **drill})
+        tables.grant_data(worker.function)
+        model.grant_invoke(worker.function)
+        agent = AgentFunction(self, "Agent", code=code, environment={
+            **environment, **drill, "WORKER_FUNCTION_NAME": worker.function.function_name})
         tables.grant_data(agent.function)
         model.grant_invoke(agent.function)
+        worker.grant_dispatch(agent.function)
 
         compactor = None
         if settings.memory_strategy == "compaction":
@@ -67,6 +73,8 @@ class AgentStack(Stack):
             alarm_email=settings.alarm_email,
             compactor=compactor,
         )
+
+        worker.watch(topic=monitoring.topic, dashboard=monitoring.dashboard)
 
         CfnOutput(self, "ApiUrl", value=api.url)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)

@@ -120,10 +120,19 @@ def memory_with(conversations, **kwargs) -> ResilientMemory:
     return ResilientMemory(conversations=conversations, facts=None, logger=logger, max_turns=20, **kwargs)
 
 
+def test_every_function_that_runs_turns_has_the_metric_filter_on_its_log_group(synth):
+    # The API runs synchronous turns, the worker asynchronous ones: both log memory_write_suppressed.
+    filtered = {f["Properties"]["LogGroupName"]["Ref"] for f in synth.resources("AWS::Logs::MetricFilter").values()}
+    logging_to = {synth.function(handler)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+                  for handler in ("agent.handler.lambda_handler", "agent.worker.lambda_handler")}
+    assert filtered == logging_to and len(filtered) == 2
+
+
 def test_metric_filter_in_template_selects_the_line_the_code_emits(synth, log_lines):
-    # Given the template's metric filter
-    metric_filter = synth.one("AWS::Logs::MetricFilter")["Properties"]
-    assert metric_filter["FilterPattern"] == PATTERN
+    # Given the template's metric filters
+    filters = [f["Properties"] for f in synth.resources("AWS::Logs::MetricFilter").values()]
+    assert {f["FilterPattern"] for f in filters} == {PATTERN}
+    metric_filter = filters[0]
 
     # When a memory write fails in the real ResilientMemory with the agent's real logger
     result = memory_with(FailingConversations()).append(a_turn())
@@ -144,14 +153,17 @@ def test_a_stored_write_logs_nothing_the_filter_counts(log_lines):
 
 
 def test_each_selected_line_adds_one_to_the_metric_the_alarm_watches(synth):
-    (transformation,) = synth.one("AWS::Logs::MetricFilter")["Properties"]["MetricTransformations"]
+    transformations = [t for f in synth.resources("AWS::Logs::MetricFilter").values()
+                       for t in f["Properties"]["MetricTransformations"]]
     alarm = synth.alarm()["Properties"]
 
-    assert transformation == {
-        "MetricName": "MemoryWriteSuppressed",
-        "MetricNamespace": "AgentMemory",
-        "MetricValue": "1",
-    }
+    assert len(transformations) == 2
+    for transformation in transformations:
+        assert transformation == {
+            "MetricName": "MemoryWriteSuppressed",
+            "MetricNamespace": "AgentMemory",
+            "MetricValue": "1",
+        }
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AgentMemory", "MemoryWriteSuppressed")
     assert "Dimensions" not in alarm  # the filter's metric has none
 
