@@ -96,7 +96,8 @@ class SlowModelAPI:
       "stream": true, else the whole message as JSON once the last token is "written".
     - Bedrock's InvokeModelWithResponseStream, POST /model/<id>/invoke-with-response-stream: the
       same events, each a `chunk` frame in AWS's event-stream encoding, which botocore parses.
-    Answers follow `script`, one per request; the last one repeats."""
+    Answers follow `script`, one per request (an answer, or a function of the request's body that
+    returns one); the last one repeats."""
 
     def __init__(self, *, first_token_seconds: float = FIRST_TOKEN_SECONDS, tokens_per_second: float = TOKENS_PER_SECOND):
         self.first_token_seconds = first_token_seconds
@@ -117,6 +118,8 @@ class SlowModelAPI:
                     api.requests += 1
                     api.bodies.append(body)
                     answer = api.script.pop(0) if len(api.script) > 1 else api.script[0]
+                if callable(answer):  # chooses the answer from the request
+                    answer = answer(body)
                 bedrock = self.path.startswith("/model/")
                 if isinstance(answer, Failure):
                     return self._failure(answer, bedrock)

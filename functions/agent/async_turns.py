@@ -110,7 +110,7 @@ class _Progress:
     def __init__(self, statuses: TurnStatusStore, job: Job, token: str, logger):
         self._statuses, self._job, self._token, self._logger = statuses, job, token, logger
         self._text: list[str] = []
-        self._written_at = time.monotonic()
+        self._written_at = float("-inf")  # the first text is written at once
 
     def __call__(self, delta: str) -> None:
         self._text.append(delta)
