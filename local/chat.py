@@ -7,6 +7,7 @@
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,18 +20,40 @@ def headers() -> dict:
     return {"Content-Type": "application/json", **auth}
 
 
-def send(endpoint: str, session: str, message: str) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"{endpoint}/sessions/{session}/messages",
-        data=json.dumps({"message": message}).encode(),
-        headers=headers(),
-        method="POST",
-    )
+# How often a running turn is polled: the server refreshes its partial reply about once a second.
+POLL_SECONDS = 0.3
+
+
+def call(url: str, *, data: dict | None = None, extra: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None,
+                                     headers={**headers(), **(extra or {})}, method="POST" if data is not None else "GET")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
+
+
+def send(endpoint: str, session: str, message: str) -> tuple[int, dict]:
+    """Every turn is asynchronous (Prefer: respond-async): the reply is printed as it grows, and the
+    finished turn's answer (or its failure) is returned, as the synchronous route would answer."""
+    status, body = call(f"{endpoint}/sessions/{session}/messages", data={"message": message},
+                        extra={"Prefer": "respond-async"})
+    if status != 202:
+        return status, body
+    shown = ""
+    print("agent> ", end="", flush=True)
+    while True:
+        status, body = call(f"{endpoint}/sessions/{session}/turns/{body['turn_id']}")
+        reply = body.get("reply") or ""
+        if status == 200 and reply != shown:
+            # The reply grows; a later tool round may start it over, then it is printed anew.
+            print(reply[len(shown):] if reply.startswith(shown) else f"\n       {reply}", end="", flush=True)
+            shown = reply
+        if status != 200 or body.get("status") != "running":
+            print()
+            return (200, body) if body.get("status") == "done" else (status if status != 200 else 503, body)
+        time.sleep(POLL_SECONDS)
 
 
 def main() -> None:
@@ -49,7 +72,8 @@ def main() -> None:
             print(f"! {status} {body.get('error')}: {body.get('message')}")
             continue
         context = body["context"]
-        print(f"agent> {body['reply']}")
+        if body.get("truncated"):
+            print("       [the answer was cut off: the turn ran out of time]")
         print(f"       [context: {context['turns']} turns, {context['facts']} facts, "
               f"summary {'yes' if context['summary'] else 'no'}; memory write {body['memory']['write']}]")
 
