@@ -10,30 +10,18 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.agent import budget
+
 # The newest Python runtime aws-cdk-lib offers; arm64 (Graviton) costs ~20% less per GB-s.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 HANDLER = "agent.handler.lambda_handler"
 CODE_EXCLUDES = ["__pycache__", "*.pyc"]
 
-# Time budget of one turn. API Gateway HTTP APIs end an integration after at most 30 s, and CDK
-# accepts at most 29 s; the whole turn, retries included, must answer before then, as JSON:
-API_INTEGRATION_TIMEOUT = Duration.seconds(29)
-# Session window and long-term facts are read in parallel; each read fails fast after
-# 2 attempts x (0.5 s connect + 1 s read) + <= 1 s backoff (functions/memory/client.py).
-MEMORY_READ_BUDGET = Duration.seconds(4)
-# Every model call of the turn, tool loop and retries included: the model client's own
-# deadline must stay inside this (a 502/503 answer, not a timeout, when it runs out).
-MODEL_BUDGET = Duration.seconds(16)
-# The best-effort append of the turn: same client bounds as a read; on failure it is suppressed.
-MEMORY_WRITE_BUDGET = Duration.seconds(4)
-# JSON encoding, logging and metrics flush.
-OVERHEAD_BUDGET = Duration.seconds(1)
-# 4 + 16 + 4 + 1 = 25 s: the 4 s left below the integration timeout cover a SnapStart restore or
-# a cold start, which API Gateway waits for but the function timeout does not count.
-TIMEOUT = Duration.seconds(
-    sum(d.to_seconds() for d in (MEMORY_READ_BUDGET, MODEL_BUDGET, MEMORY_WRITE_BUDGET, OVERHEAD_BUDGET))
-)
+# Time budget of one synchronous turn, derived in functions/agent/budget.py: API Gateway's 29 s
+# integration timeout, less 4 s for a cold start or SnapStart restore, is the function's 25 s.
+API_INTEGRATION_TIMEOUT = Duration.seconds(budget.API_INTEGRATION_TIMEOUT_SECONDS)
+TIMEOUT = Duration.seconds(budget.SYNC_TURN_SECONDS)
 
 # The turn waits on the network (DynamoDB, the model), so CPU buys little; the imports use 87 MB
 # of resident memory (measured). 512 MB leaves room for long histories and costs half of 1 GB.

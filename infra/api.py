@@ -18,6 +18,7 @@ Method = apigwv2.HttpMethod
 PROTECTED_ROUTES = (
     (Method.POST, "/sessions/{session_id}/messages"),
     (Method.GET, "/sessions/{session_id}/messages"),
+    (Method.GET, "/sessions/{session_id}/turns/{turn_id}"),
     (Method.DELETE, "/sessions/{session_id}"),
     (Method.GET, "/sessions"),
     (Method.GET, "/memory"),

@@ -10,7 +10,8 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.agent_function import MODEL_BUDGET, FunctionCode, python_function
+from functions.agent import budget
+from infra.agent_function import FunctionCode, python_function
 
 HANDLER = "compactor.handler.lambda_handler"
 SERVICE_NAME = "compactor"
@@ -21,8 +22,9 @@ TURN_INSERTS = {"eventName": lambda_.FilterRule.is_equal("INSERT"),
 BATCH_SIZE = 10
 # Gathers a burst of turns into one batch; the summary is not on anyone's critical path.
 BATCHING_WINDOW = Duration.seconds(5)
-# Per session: two reads, one model call (MODEL_BUDGET, its retries included) and one write.
-SESSION_BUDGET = MODEL_BUDGET.plus(Duration.seconds(8))
+# Per session: two reads, one model call (a synchronous turn's model budget, its retries included)
+# and one write.
+SESSION_BUDGET = Duration.seconds(budget.SYNC_MODEL_SECONDS + budget.MEMORY_READ_SECONDS + budget.MEMORY_WRITE_SECONDS)
 TIMEOUT = Duration.seconds(SESSION_BUDGET.to_seconds() * BATCH_SIZE)
 # A failed session is tried again twice (bisected), then its records go to the dead-letter queue:
 # its turns are safe and the read falls back to the budgeted window; the next turn triggers again.

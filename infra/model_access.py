@@ -8,6 +8,8 @@ from constructs import Construct
 # Bedrock ids with a region-group prefix ("global.", "us.", "eu.", ...) name inference profiles;
 # plain ids ("anthropic.claude-...") name a foundation model in the stack's region.
 FOUNDATION_MODEL_VENDOR = "anthropic."
+# Answers are streamed (InvokeModelWithResponseStream); InvokeModel stays for a non-streamed call.
+BEDROCK_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
 
 
 def bedrock_model_arns(model_id: str) -> list[str]:
@@ -60,7 +62,7 @@ class ModelAccess(Construct):
             self.secret.grant_read(grantee)
         if self.provider == "bedrock":
             arns = bedrock_model_arns(self.model_id)
-            iam.Grant.add_to_principal(grantee=grantee, actions=["bedrock:InvokeModel"], resource_arns=arns)
+            iam.Grant.add_to_principal(grantee=grantee, actions=BEDROCK_ACTIONS, resource_arns=arns)
             if len(arns) > 1:
                 # cdk-nag names the finding by the ARN with the partition token spelled out.
                 any_region_model = arns[1].replace(Aws.PARTITION, "<AWS::Partition>")

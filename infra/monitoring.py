@@ -17,6 +17,7 @@ from constructs import Construct
 from infra.agent_function import METRICS_NAMESPACE, SERVICE_NAME
 from infra.compactor import SERVICE_NAME as COMPACTOR_SERVICE_NAME
 from infra.compactor import Compactor
+from infra.worker import AsyncWorker
 
 # The structured event the memory library logs on a failed, suppressed write (one JSON line).
 SUPPRESSED_WRITE_PATTERN = '{ $.message = "memory_write_suppressed" }'
@@ -44,6 +45,7 @@ class Monitoring(Construct):
         function: lambda_.IFunction,
         stage: apigwv2.HttpStage,
         alarm_email: str | None,
+        worker: AsyncWorker,
         compactor: Compactor | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -75,6 +77,18 @@ class Monitoring(Construct):
             threshold=ALARM_THRESHOLD,
         )
 
+        # An asynchronous turn whose worker failed after Lambda's retries: the client sees it `failed`
+        # once its deadline passed; someone should look at the worker's logs.
+        self.worker_alarm = self._alarm(
+            worker.dead_letters.metric_approximate_number_of_messages_visible(
+                period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            "WorkerDeadLettersAlarm",
+            name="async-turns-dead-lettered",
+            description="Asynchronous turns whose worker failed after Lambda's retries: see the worker's logs.",
+            threshold=1,
+        )
+
         # A session whose compaction failed after every retry: its turns are safe, its prompt falls
         # back to the budgeted window, and someone should look at the compactor's logs.
         self.compaction_alarm = None
@@ -89,7 +103,7 @@ class Monitoring(Construct):
                 threshold=1,
             )
 
-        self.dashboard = self._dashboard(function=function, stage=stage)
+        self.dashboard = self._dashboard(function=function, stage=stage, worker=worker.function)
 
     def _alarm_topic(self, alarm_email: str | None) -> sns.Topic:
         """An encrypted topic that this stack's alarms, and only they, may publish to."""
@@ -147,7 +161,8 @@ class Monitoring(Construct):
         alarm.node.add_dependency(self.topic.node.find_child("Policy"))
         return alarm
 
-    def _dashboard(self, *, function: lambda_.IFunction, stage: apigwv2.HttpStage) -> cloudwatch.Dashboard:
+    def _dashboard(self, *, function: lambda_.IFunction, stage: apigwv2.HttpStage,
+                   worker: lambda_.IFunction) -> cloudwatch.Dashboard:
         def agent_metric(name: str, statistic: str, service: str = SERVICE_NAME) -> cloudwatch.Metric:
             # Powertools' EMF metrics carry the service name as their only dimension.
             return cloudwatch.Metric(
@@ -183,6 +198,15 @@ class Monitoring(Construct):
                 title="Model tokens",
                 left=[agent_metric(name, cloudwatch.Stats.SUM) for name in ("InputTokens", "OutputTokens")],
             ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Asynchronous turns (worker)",
+                left=[worker.metric_invocations(period=DASHBOARD_PERIOD), worker.metric_errors(period=DASHBOARD_PERIOD),
+                      worker.metric_throttles(period=DASHBOARD_PERIOD)],
+                right=[worker.metric_duration(statistic="p99", period=DASHBOARD_PERIOD)],
+            ),
+            cloudwatch.AlarmWidget(title="Asynchronous turns dead-lettered", alarm=self.worker_alarm),
         )
         if self.compaction_alarm is not None:
             dashboard.add_widgets(

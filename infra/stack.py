@@ -14,6 +14,7 @@ from infra.model_access import ModelAccess
 from infra.monitoring import Monitoring
 from infra.settings import Settings
 from infra.tables import MemoryTables
+from infra.worker import AsyncWorker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CODE_DIR = REPO_ROOT / "functions"
@@ -39,12 +40,17 @@ class AgentStack(Stack):
             **model.environment,
         }
         code = FunctionCode(code_dir=CODE_DIR, layers=[layer.layer])
-        agent = AgentFunction(self, "Agent", code=code, environment={**environment, **drill})
+        worker = AsyncWorker(self, "Worker", code=code, environment={**environment, **drill})
+        tables.grant_data(worker.function)
+        model.grant_invoke(worker.function)
+        agent = AgentFunction(self, "Agent", code=code, environment={
+            **environment, **drill, "WORKER_FUNCTION_NAME": worker.function.function_name})
         tables.grant_data(agent.function)
         model.grant_invoke(agent.function)
+        worker.grant_dispatch(agent.function)
 
         # Every function's log group: a suppressed memory write is counted wherever it is logged.
-        function_logs = {"Agent": agent.log_group}
+        function_logs = {"Agent": agent.log_group, "Worker": worker.log_group}
         compactor = None
         if settings.memory_strategy == "compaction":
             compactor = Compactor(self, "Compactor", sessions=tables.sessions, code=code, environment=environment)
@@ -68,6 +74,7 @@ class AgentStack(Stack):
             function=agent.function,
             stage=api.stage,
             alarm_email=settings.alarm_email,
+            worker=worker,
             compactor=compactor,
         )
 
@@ -78,6 +85,8 @@ class AgentStack(Stack):
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         # Where to look when something fails (docs/DEPLOY.md, "Troubleshooting").
         CfnOutput(self, "AgentLogGroupName", value=agent.log_group.log_group_name)
+        CfnOutput(self, "WorkerLogGroupName", value=worker.log_group.log_group_name)
+        CfnOutput(self, "AsyncTurnDeadLetterQueueUrl", value=worker.dead_letters.queue_url)
         if compactor is not None:
             CfnOutput(self, "CompactorLogGroupName", value=compactor.log_group.log_group_name)
             CfnOutput(self, "CompactionDeadLetterQueueUrl", value=compactor.dead_letters.queue_url)

@@ -10,6 +10,7 @@ Lines starting with / are commands for this client, never sent to the model (/he
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +20,8 @@ from pathlib import Path
 HISTORY_FILE = Path.home() / ".agent_chat_history"
 RESUME_MESSAGES = 6  # the last three turns: a user message and a reply each
 REQUEST_TIMEOUT_SECONDS = 60
+# How often a running turn is polled: the server refreshes its partial reply about once a second.
+POLL_SECONDS = 0.3
 HELP = """commands (never sent to the model):
   /help            this list
   /history         every message of this session
@@ -41,8 +44,9 @@ class Client:
         }
         self.headers = {"Content-Type": "application/json", **auth}
 
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        request = urllib.request.Request(f"{self.endpoint}{path}", method=method, headers=self.headers,
+    def call(self, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> dict:
+        request = urllib.request.Request(f"{self.endpoint}{path}", method=method,
+                                         headers={**self.headers, **(headers or {})},
                                          data=json.dumps(body).encode() if body is not None else None)
         try:
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
@@ -124,11 +128,33 @@ class Chat:
         return True
 
     def say(self, message: str) -> None:
-        body = self.client.call("POST", f"/sessions/{self.session}/messages", {"message": message})
+        """Every turn is asynchronous (Prefer: respond-async): the reply is printed as it grows."""
+        accepted = self.client.call("POST", f"/sessions/{self.session}/messages", {"message": message},
+                                    {"Prefer": "respond-async"})
+        body = self.follow(accepted["turn_id"])
         context = body["context"]
-        print(f"agent> {body['reply']}")
+        if body.get("truncated"):
+            print("       [the answer was cut off: the turn ran out of time]")
         print(f"       [context: {context['turns']} turns, {context['facts']} facts, "
               f"summary {'yes' if context['summary'] else 'no'}; memory write {body['memory']['write']}]")
+
+    def follow(self, turn_id: str) -> dict:
+        """Polls the running turn, printing its reply as it grows; returns the finished answer."""
+        shown = ""
+        print("agent> ", end="", flush=True)
+        while True:
+            body = self.client.call("GET", f"/sessions/{self.session}/turns/{turn_id}")
+            reply = body.get("reply") or ""
+            if reply != shown:
+                # A later tool round may start the reply over: then it is printed anew.
+                print(reply[len(shown):] if reply.startswith(shown) else f"\n       {reply}", end="", flush=True)
+                shown = reply
+            if body["status"] != "running":
+                print()
+                if body["status"] == "failed":
+                    raise ApiError(f"{body['error']}: {body['message']}")
+                return body
+            time.sleep(POLL_SECONDS)
 
 
 def lines():

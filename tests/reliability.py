@@ -17,7 +17,10 @@ import pytest
 
 AREAS = {
     "Memory faults": "DynamoDB faults injected at the wire (botocore before-send hooks; real sockets for timeouts)",
-    "Model faults": "the real anthropic SDK against a fake Messages API on 127.0.0.1",
+    "Model faults": "the real anthropic SDK and botocore against a fake model API on 127.0.0.1 as slow as a real "
+                    "one (1 s to the first token, 60 tokens/s; streamed as SSE or AWS event-stream)",
+    "Asynchronous turns": "`Prefer: respond-async` and `GET /sessions/{id}/turns/{turn_id}`: the worker's code "
+                          "in a thread of the local stack, against the slow fake model",
     "Idempotency": "`Idempotency-Key` on `POST /sessions/{id}/messages`",
     "Concurrency": "concurrent turns through the local HTTP stack",
     "Hostile input": "hand-made bad requests, and schemathesis against `GET /openapi.json`",
@@ -61,7 +64,8 @@ def pytest_sessionfinish(session):
 def render(rows: list[tuple[dict, str]], failures: list[str], command: str) -> str:
     from agent.api import MAX_BODY_BYTES, MAX_MESSAGE_CHARS
     from agent.idempotency import REPLAY_SECONDS, RUNNING_SECONDS
-    from agent.providers import MIN_ATTEMPT_SECONDS, MODEL_BUDGET_SECONDS, MODEL_MAX_ATTEMPTS, MODEL_TIMEOUT_SECONDS
+    from agent.budget import ASYNC_MODEL_SECONDS, STALL_SECONDS, SYNC_MODEL_SECONDS
+    from agent.providers import MIN_ATTEMPT_SECONDS, MODEL_MAX_ATTEMPTS
     from memory.client import CONNECT_TIMEOUT_SECONDS, MAX_ATTEMPTS, READ_TIMEOUT_SECONDS
 
     by_area = defaultdict(list)
@@ -93,11 +97,13 @@ def render(rows: list[tuple[dict, str]], failures: list[str], command: str) -> s
         "- A memory **write** is best effort: a failed turn append answers 200 with `memory.write = "
         "\"suppressed\"` and logs one `memory_write_suppressed` line; a failed `remember`/`forget` is a tool "
         "error the model sees, and the turn goes on. Nothing stored before a fault is ever lost.",
-        f"- **Model calls** share a {MODEL_BUDGET_SECONDS:g} s budget per turn (tool loop included): at most "
-        f"{MODEL_MAX_ATTEMPTS} attempts, each at most {MODEL_TIMEOUT_SECONDS:g} s and never past the budget; "
-        f"a retry waits `retry-after` (or 0.5 s, 1 s) and is made only if it leaves {MIN_ATTEMPT_SECONDS:g} s "
-        "for the attempt. Then 503 `model_unavailable` (with `Retry-After` when the API gave one) for "
-        "transient failures, 502 `model_error` for the rest (401, spend limit). Nothing of the turn is stored.",
+        f"- **Model calls** are streamed and share one deadline per turn (tool loop included), "
+        f"{SYNC_MODEL_SECONDS:g} s after a synchronous turn starts ({ASYNC_MODEL_SECONDS:g} s for an asynchronous "
+        f"one); a stream silent for {STALL_SECONDS:g} s has stalled. At most {MODEL_MAX_ATTEMPTS} attempts, and only "
+        f"while no text was written; a retry waits `retry-after` (or 0.5 s, 1 s) and is made only if it leaves "
+        f"{MIN_ATTEMPT_SECONDS:g} s for the attempt. Then 503 `model_unavailable` (with `Retry-After` when the API "
+        "gave one) for transient failures, 502 `model_error` for the rest (401, spend limit); nothing of the turn is "
+        "stored. Once text was written, a deadline or a broken stream ends the answer there: 200, `truncated`, stored.",
         f"- **Idempotency**: a retry with the same `Idempotency-Key` gets the stored reply for "
         f"{REPLAY_SECONDS // 3600} h (no model call, no second turn); 409 while the first runs (a claim dies "
         f"after {RUNNING_SECONDS} s); the record is written in the turn's own transaction, and its failure "

@@ -1,7 +1,7 @@
 """The request and response shapes of the HTTP API, validated at the edge."""
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,6 +20,8 @@ HISTORY_PAGE_MAX = 100
 # No field of the API is a number this long; Python refuses to convert past 4,300 digits anyway,
 # with a message about its own internals.
 MAX_JSON_INTEGER_DIGITS = 100
+# memory.turns.new_turn_id: milliseconds since the epoch, then 8 random hex digits.
+TURN_ID_PATTERN = r"^[0-9]{13}-[0-9a-f]{8}$"
 
 
 class TurnRequest(BaseModel):
@@ -69,3 +71,47 @@ class ErrorBody(BaseModel):
 
     error: str = Field(default=None, description="a stable code, e.g. not_found; absent when API Gateway answers")
     message: str = Field(description="for humans; never echoes what was sent")
+
+
+class TurnContext(BaseModel):
+    turns: int
+    summary: bool
+    facts: int
+    facts_omitted: int
+
+
+class TurnMemory(BaseModel):
+    write: Literal["ok", "suppressed"]
+
+
+class TurnAnswer(BaseModel):
+    """A turn's answer. `truncated`: the turn's deadline came while the model was writing; `reply`
+    is what it had written, and that is what was stored."""
+
+    session_id: str
+    reply: str
+    turn_id: str
+    context: TurnContext
+    memory: TurnMemory
+    truncated: bool
+
+
+class TurnAccepted(BaseModel):
+    session_id: str
+    turn_id: str
+    status: Literal["running"]
+
+
+class TurnState(BaseModel):
+    """An asynchronous turn. running: `reply` is the text so far (refreshed about once a second);
+    done: the fields of TurnAnswer; failed: `error` and `message`, as the synchronous answer's error."""
+
+    session_id: str
+    turn_id: str
+    status: Literal["running", "done", "failed"]
+    reply: str
+    context: TurnContext | None = None
+    memory: TurnMemory | None = None
+    truncated: bool | None = None
+    error: str | None = None
+    message: str | None = None

@@ -3,9 +3,11 @@
 import os
 from dataclasses import dataclass
 
-from agent.providers import MAX_OUTPUT_TOKENS
-from memory.long_term import DEFAULT_MAX_BYTES, DEFAULT_MAX_FACTS, DEFAULT_MAX_VALUE_CHARS
-from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES
+from agent.providers import DEFAULT_MAX_OUTPUT_TOKENS
+from memory.conversation import ConversationStore
+from memory.long_term import DEFAULT_MAX_BYTES, DEFAULT_MAX_FACTS, DEFAULT_MAX_VALUE_CHARS, FactLimits, FactStore
+from memory.resilient import ResilientMemory
+from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES, WindowPolicy
 
 PROVIDERS = ("anthropic", "bedrock", "offline")
 DEFAULT_MODEL_IDS = {
@@ -20,8 +22,10 @@ MIN_PROMPT_TOKENS = 16_000
 # (200,000 tokens), so more could only read turns the budget drops. The window read pages past
 # DynamoDB's 1 MB (memory.conversation), so K turns of any size up to here are read whole.
 MAX_TURNS_LIMIT = 500
-# Under the model's 1,024-token answer (providers.MAX_OUTPUT_TOKENS): a summary is never cut off.
+# Well under the model's answer limit (MODEL_MAX_OUTPUT_TOKENS): a summary is never cut off.
 DEFAULT_SUMMARY_MAX_TOKENS = 800
+# Claude Sonnet 4.5 writes at most 64,000 tokens per answer; below 256 a plain reply gets cut off.
+MIN_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS = 256, 64_000
 # A value as long as the longest message: with 4 bytes per character, a fact item stays far below
 # DynamoDB's 400 KB limit.
 MAX_FACT_VALUE_CHARS = 16_000
@@ -46,9 +50,12 @@ class Settings:
     max_fact_bytes: int
     provider: str
     model_id: str
+    max_output_tokens: int
     anthropic_api_key: str | None
     anthropic_secret_arn: str | None
     write_drill_until: float | None
+    # The worker Lambda of asynchronous turns; unset (make dev, tests): a thread of this process.
+    worker_function: str | None = None
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Settings":
@@ -72,16 +79,38 @@ class Settings:
             max_fact_bytes=_positive_int(env, "MEMORY_MAX_FACT_BYTES", DEFAULT_MAX_BYTES),
             provider=provider,
             model_id=env.get("AGENT_MODEL_ID") or DEFAULT_MODEL_IDS[provider],
+            max_output_tokens=_positive_int(env, "MODEL_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS),
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
             anthropic_secret_arn=env.get("ANTHROPIC_API_KEY_SECRET_ARN") or None,
             write_drill_until=float(env["MEMORY_WRITE_DRILL_UNTIL"])
             if env.get("MEMORY_WRITE_DRILL_UNTIL")
             else None,
+            worker_function=env.get("WORKER_FUNCTION_NAME") or None,
         )
         if provider == "anthropic" and not (settings.anthropic_api_key or settings.anthropic_secret_arn):
             raise ConfigError("the anthropic provider needs ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ARN")
+        if not MIN_OUTPUT_TOKENS <= settings.max_output_tokens <= MAX_OUTPUT_TOKENS:
+            raise ConfigError(f"MODEL_MAX_OUTPUT_TOKENS must be from {MIN_OUTPUT_TOKENS} to {MAX_OUTPUT_TOKENS}")
         _check_window(settings)
         return settings
+
+
+def memory_from(settings: Settings, *, client, logger) -> ResilientMemory:
+    """The memory of every function that runs turns (the API and the worker), configured alike."""
+    return ResilientMemory(
+        conversations=ConversationStore(client=client, table_name=settings.sessions_table,
+                                        ttl_days=settings.session_ttl_days),
+        facts=FactStore(
+            client=client,
+            table_name=settings.long_term_table,
+            limits=FactLimits(max_facts=settings.max_facts, max_value_chars=settings.max_fact_value_chars,
+                              max_bytes=settings.max_fact_bytes),
+        ),
+        logger=logger,
+        max_turns=settings.max_turns,
+        window=WindowPolicy(strategy=settings.memory_strategy, max_prompt_tokens=settings.max_prompt_tokens),
+        write_drill_until=settings.write_drill_until,
+    )
 
 
 def _check_window(settings: Settings) -> None:
@@ -89,8 +118,8 @@ def _check_window(settings: Settings) -> None:
         raise ConfigError(f"MEMORY_STRATEGY must be one of {STRATEGIES}, not {settings.memory_strategy!r}")
     if not MIN_PROMPT_TOKENS <= settings.max_prompt_tokens <= MODEL_CONTEXT_TOKENS:
         raise ConfigError(f"MEMORY_MAX_PROMPT_TOKENS must be from {MIN_PROMPT_TOKENS} to {MODEL_CONTEXT_TOKENS}")
-    if settings.summary_max_tokens > MAX_OUTPUT_TOKENS:
-        raise ConfigError(f"MEMORY_SUMMARY_MAX_TOKENS must be at most {MAX_OUTPUT_TOKENS}, the model's answer limit")
+    if settings.summary_max_tokens > settings.max_output_tokens:
+        raise ConfigError("MEMORY_SUMMARY_MAX_TOKENS must be at most MODEL_MAX_OUTPUT_TOKENS, the model's answer limit")
     if settings.max_fact_value_chars > MAX_FACT_VALUE_CHARS:
         raise ConfigError(f"MEMORY_MAX_FACT_VALUE_CHARS must be at most {MAX_FACT_VALUE_CHARS}")
     # The window read (MEMORY_MAX_TURNS) must reach back to the summary, or turns fall in between.

@@ -17,19 +17,20 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
-from agent.api import (FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, ErrorBody, FactRequest,
-                       TurnRequest, json_object)
-from agent.config import Settings
+from agent import async_turns
+from agent.api import (FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
+                       FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
+from agent.config import Settings, memory_from
+from agent.failures import INTERNAL_ERROR, TurnFailure, turn_failure
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
 from agent.observability import logger, metrics, tracer
 from agent.providers import Model, ModelError, configured_model
 from agent.turn import run_turn
 from memory.client import dynamodb_client
-from memory.conversation import ConversationStore, decode_token
+from memory.conversation import decode_token
 from memory.errors import MemoryUnavailable, SessionNotFound
-from memory.long_term import FactLimits, FactsLimitReached, FactStore, InvalidFact
-from memory.resilient import ResilientMemory
-from memory.window import WindowPolicy
+from memory.long_term import FactsLimitReached, InvalidFact
+from memory.turn_status import TurnStatusStore
 
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
 # (DynamoDB partition keys stop at 2 KB), so it is no identity at all.
@@ -42,24 +43,12 @@ settings = Settings.from_env()
 if settings.provider == "anthropic" and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
     import anthropic  # noqa: F401
 dynamodb = dynamodb_client()
-memory = ResilientMemory(
-    conversations=ConversationStore(
-        client=dynamodb, table_name=settings.sessions_table, ttl_days=settings.session_ttl_days
-    ),
-    facts=FactStore(
-        client=dynamodb,
-        table_name=settings.long_term_table,
-        limits=FactLimits(max_facts=settings.max_facts, max_value_chars=settings.max_fact_value_chars,
-                          max_bytes=settings.max_fact_bytes),
-    ),
-    logger=logger,
-    max_turns=settings.max_turns,
-    window=WindowPolicy(strategy=settings.memory_strategy, max_prompt_tokens=settings.max_prompt_tokens),
-    write_drill_until=settings.write_drill_until,
-)
+memory = memory_from(settings, client=dynamodb, logger=logger)
 idempotency = Idempotency(conversations=memory.conversations, client=dynamodb, table_name=settings.sessions_table,
                           logger=logger)
-
+statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
+dispatch = async_turns.dispatcher(settings.worker_function, logger=logger, run=lambda job: async_turns.work(
+    job, memory=memory, model=model(), statuses=statuses, logger=logger))
 
 def _json(body) -> str:
     """UTF-8 JSON: a reply in any language reads as itself in curl, not as \\uXXXX escapes."""
@@ -99,6 +88,9 @@ PROTECTED = (S.UNAUTHORIZED, S.UNPROCESSABLE_ENTITY, S.SERVICE_UNAVAILABLE)
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 FactKey = Annotated[str, Path(pattern=FACT_KEY)]
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", pattern=IDEMPOTENCY_KEY_PATTERN)]
+Prefer = Annotated[str | None, Header(alias="prefer", max_length=256,
+                                      description="`respond-async`: answer 202 at once, run the turn in a worker")]
+TurnId = Annotated[str, Path(pattern=TURN_ID_PATTERN)]
 
 
 class ApiError(Exception):
@@ -137,29 +129,52 @@ def openapi():
 
 
 @app.post("/sessions/<session_id>/messages", security=JWT, responses=_answers(
-    *PROTECTED, S.BAD_REQUEST, S.CONFLICT, S.REQUEST_ENTITY_TOO_LARGE, S.BAD_GATEWAY))
+    *PROTECTED, S.BAD_REQUEST, S.CONFLICT, S.REQUEST_ENTITY_TOO_LARGE, S.BAD_GATEWAY) | {
+    200: {"description": "the turn's answer", "content": {"application/json": {"model": TurnAnswer}}},
+    202: {"description": "with `Prefer: respond-async`: the turn runs in a worker; poll `Location`",
+          "content": {"application/json": {"model": TurnAccepted}},
+          "headers": {"Location": {"description": "/sessions/{session_id}/turns/{turn_id}", "schema": {"type": "string"}}}},
+})
 @tracer.capture_method
-def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: IdempotencyKey = None) -> dict:
+def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: IdempotencyKey = None,
+                 prefer: Prefer = None) -> dict:
     user_id = caller()
+    if async_turns.wants_async(prefer):
+        return _accept_async(user_id, session_id, request.message)
     started = time.perf_counter()
 
     def turn(claim=None):
         return run_turn(memory=memory, model=model(), user_id=user_id, session_id=session_id,
-                        message=request.message, idempotency=claim)
+                        message=request.message, records=(claim,) if claim else ())
 
     result = idempotency.turn(user_id, session_id, idempotency_key, request.message, turn) if idempotency_key else turn()
     latency_ms = (time.perf_counter() - started) * 1000
     metrics.add_metric(name="TurnLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
     metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=result.turn.usage.input_tokens)
     metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=result.turn.usage.output_tokens)
-    return {
-        "session_id": session_id,
-        "reply": result.reply,
-        "turn_id": result.turn.turn_id,
-        "context": {"turns": result.context_turns, "summary": result.context_summary, "facts": result.context_facts,
-                    "facts_omitted": result.context_facts_omitted},
-        "memory": {"write": result.write},
-    }
+    return {"session_id": session_id, **result.answer()}
+
+
+def _accept_async(user_id: str, session_id: str, message: str) -> Response:
+    turn_id = async_turns.accept(statuses=statuses, dispatch=dispatch, user_id=user_id, session_id=session_id,
+                                 message=message)
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body={"session_id": session_id, "turn_id": turn_id, "status": "running"},
+        headers={"Location": f"/sessions/{session_id}/turns/{turn_id}", "Preference-Applied": "respond-async"},
+    )
+
+
+@app.get("/sessions/<session_id>/turns/<turn_id>", security=JWT, responses=_answers(*PROTECTED, S.NOT_FOUND) | {
+    200: {"description": "running (the reply so far), done (the turn's answer) or failed (error, message)",
+          "content": {"application/json": {"model": TurnState}}},
+})
+def get_turn(session_id: SessionId, turn_id: TurnId) -> dict:
+    status = statuses.get(caller(), session_id, turn_id)
+    if status is None:
+        raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such turn")
+    return async_turns.view(session_id, status, now=time.time())
 
 
 @app.get("/sessions/<session_id>/messages", security=JWT, responses=_answers(*PROTECTED, S.BAD_REQUEST, S.NOT_FOUND))
@@ -237,7 +252,7 @@ def session_not_found(_: SessionNotFound) -> Response:
 @app.exception_handler(MemoryUnavailable)
 def memory_unavailable(error: MemoryUnavailable) -> Response:
     logger.error("memory_unavailable", extra={"error": str(error)})
-    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "memory_unavailable", "memory could not be read; retry later")
+    return _failure(turn_failure(error))
 
 
 @app.exception_handler(TurnInProgress)
@@ -252,13 +267,17 @@ def key_reused(_: KeyReused) -> Response:
                   "this Idempotency-Key was used with another message on this session")
 
 
+@app.exception_handler(async_turns.WorkerUnavailable)
+def worker_unavailable(error: async_turns.WorkerUnavailable) -> Response:
+    logger.error("worker_unavailable", extra={"error": str(error)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "worker_unavailable", "the turn could not be started; retry later",
+                  {"Retry-After": "1"})
+
+
 @app.exception_handler(ModelError)
 def model_error(error: ModelError) -> Response:
     logger.error("model_failed", extra={"error": str(error), "transient": error.transient})
-    if not error.transient:
-        return _error(HTTPStatus.BAD_GATEWAY, "model_error", "the model rejected the request")
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
-    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "model_unavailable", "the model is unavailable; retry later", headers)
+    return _failure(turn_failure(error))
 
 
 @app.exception_handler(InvalidFact)
@@ -297,7 +316,7 @@ def not_found(_) -> Response:
 @app.exception_handler(Exception)
 def unexpected(_: Exception) -> Response:
     logger.exception("unhandled_error")
-    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
+    return _failure(INTERNAL_ERROR)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
@@ -328,6 +347,11 @@ def _reject_body(event: dict) -> dict | None:
 
 def _no_content() -> Response:
     return Response(status_code=HTTPStatus.NO_CONTENT, content_type=None, body="")
+
+
+def _failure(failure: TurnFailure) -> Response:
+    headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
+    return _error(failure.status, failure.code, failure.message, headers)
 
 
 def _error(status: HTTPStatus, code: str, message: str, headers: dict | None = None) -> Response:

@@ -59,21 +59,21 @@ class Claim:
     token: str | None  # proves the running record is ours; None when it could not be written
     done_expires_at: int
 
-    def record(self, turn: Turn, reply: str, context_turns: int, context_facts: int, context_summary: bool,
-               context_facts_omitted: int) -> dict:
+    def record(self, result: TurnResult) -> dict:
         """The finished record, as a TransactItem to store with the turn."""
         item = {
             "pk": {"S": self.pk},
             "sk": {"S": self.sk},
             "state": {"S": DONE},
             "request": {"S": self.request},
-            "turn_id": {"S": turn.turn_id},
-            "created_at": {"S": turn.created_at},
-            "reply": {"S": reply},
-            "context_turns": {"N": str(context_turns)},
-            "context_facts": {"N": str(context_facts)},
-            "context_summary": {"BOOL": context_summary},
-            "context_facts_omitted": {"N": str(context_facts_omitted)},
+            "turn_id": {"S": result.turn.turn_id},
+            "created_at": {"S": result.turn.created_at},
+            "reply": {"S": result.reply},
+            "context_turns": {"N": str(result.context_turns)},
+            "context_facts": {"N": str(result.context_facts)},
+            "context_summary": {"BOOL": result.context_summary},
+            "truncated": {"BOOL": result.truncated},
+            "context_facts_omitted": {"N": str(result.context_facts_omitted)},
             "expires_at": {"N": str(self.done_expires_at)},
         }
         return {"Put": {"TableName": self.table, "Item": item}}
@@ -176,6 +176,7 @@ def _existing(user_id: str, session_id: str, claim: Claim, item: dict) -> TurnRe
         context_summary=item["context_summary"]["BOOL"],
         # Records stored before facts were budgeted have none: every fact was sent then.
         context_facts_omitted=int(item.get("context_facts_omitted", {"N": "0"})["N"]),
+        truncated=item.get("truncated", {}).get("BOOL", False),
         write="ok",
     )
 

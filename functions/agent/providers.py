@@ -5,25 +5,26 @@ The SDKs are imported inside the provider that needs them: a cold start pays onl
 import functools
 import itertools
 import json
+import queue
 import re
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from agent.budget import CONNECT_SECONDS, STALL_SECONDS, SYNC_MODEL_SECONDS
 from agent.prompt import read_facts
 from memory.turns import Usage
 
-MAX_OUTPUT_TOKENS = 1024
-# Every model call of one turn, tool loop and retries included, ends within this many seconds of
-# the memory read: infra/agent_function.py MODEL_BUDGET (4 s read + 16 s model + 4 s write + 1 s
-# = the 25 s function timeout, inside API Gateway's 29 s). Past it the turn answers 503, not a timeout.
-MODEL_BUDGET_SECONDS = 16.0
-# One attempt never waits longer than this, nor longer than what is left of the budget.
-MODEL_TIMEOUT_SECONDS = 10.0
+# The longest answer a model call may write (MODEL_MAX_OUTPUT_TOKENS): an asynchronous turn has
+# minutes for it (agent.budget); a synchronous one is cut by its deadline first, never by this.
+DEFAULT_MAX_OUTPUT_TOKENS = 8192
 # Our retries, not the SDK's: the SDK sleeps whatever retry-after says, however far past the budget.
 # A retry waits retry-after (when the API sends one) or 0.5 s then 1 s, and is made only if the wait
 # plus MIN_ATTEMPT_SECONDS still fits before the deadline; otherwise the failure is answered now.
+# Only an attempt that wrote nothing is retried: once text has streamed, the tokens are spent and the
+# answer ends with what was written (`truncated`), never with a second, billed, call.
 MODEL_MAX_ATTEMPTS = 3
 RETRY_BACKOFF_SECONDS = 0.5
 MIN_ATTEMPT_SECONDS = 2.0
@@ -31,8 +32,13 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 # A 429 that no retry fixes: the organisation's monthly spend cap (error.details.error_code).
 SPEND_LIMIT_REACHED = "enforced_spend_limit_reached"
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
+# Bedrock error codes worth a retry, as HTTP errors (ThrottlingException) or stream events (throttlingException).
+BEDROCK_TRANSIENT = frozenset({"ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException",
+                               "InternalServerException", "ModelStreamErrorException", "ModelTimeoutException"})
 # Powertools parameters' cache of the API key secret: a rotated key is picked up within 5 minutes.
 SECRET_CACHE_SECONDS = 300
+# stop_reason of an answer cut short: by the turn's deadline, or by a stream that failed after text.
+CUT_BY_DEADLINE, CUT_BY_STREAM_FAILURE = "deadline", "stream_failure"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class ModelResponse:
     content: list[dict]
     stop_reason: str
     usage: Usage
+    truncated: bool = False
 
 
 class ModelError(Exception):
@@ -51,6 +58,13 @@ class ModelError(Exception):
         self.retry_after = retry_after
 
 
+class DeadlineReached(ModelError):
+    """The turn's deadline came before the model wrote any text."""
+
+    def __init__(self):
+        super().__init__("the turn's model budget is spent", transient=True)
+
+
 class Model(Protocol):
     def complete(
         self,
@@ -60,21 +74,20 @@ class Model(Protocol):
         tools: list[dict],
         allow_tools: bool = True,
         deadline: float | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> ModelResponse:
-        """`deadline` is a time.monotonic() value; None gives the call MODEL_BUDGET_SECONDS."""
+        """`deadline` is a time.monotonic() value; None gives the call SYNC_MODEL_SECONDS.
+        `on_text(delta)` sees the answer's text as it is written."""
         ...
 
 
-def with_retries(attempt: Callable[[float], ModelResponse], deadline: float | None) -> ModelResponse:
-    """Calls attempt(timeout) until it answers, a ModelError is not transient, or the budget is spent."""
-    if deadline is None:
-        deadline = time.monotonic() + MODEL_BUDGET_SECONDS
+def with_retries(attempt: Callable[[], ModelResponse], deadline: float) -> ModelResponse:
+    """Calls attempt() until it answers, a ModelError is not transient, or the budget is spent."""
     for number in itertools.count(1):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ModelError("the turn's model budget is spent", transient=True)
+        if deadline - time.monotonic() <= 0:
+            raise DeadlineReached()
         try:
-            return attempt(min(MODEL_TIMEOUT_SECONDS, remaining))
+            return attempt()
         except ModelError as failure:
             wait = failure.retry_after if failure.retry_after is not None else RETRY_BACKOFF_SECONDS * 2 ** (number - 1)
             if not failure.transient or number == MODEL_MAX_ATTEMPTS or (
@@ -84,35 +97,157 @@ def with_retries(attempt: Callable[[float], ModelResponse], deadline: float | No
             time.sleep(wait)
 
 
-class AnthropicModel:
-    """Claude through the Messages API of the anthropic SDK."""
+@dataclass
+class StreamedAnswer:
+    """The Messages API's stream events (the same JSON from Anthropic and from Bedrock) folded into
+    one answer: message_start, content_block_start/delta/stop, message_delta, message_stop."""
 
-    def __init__(self, *, api_key: str, model_id: str):
+    on_text: Callable[[str], None] | None = None
+    blocks: list[dict] = field(default_factory=list)
+    complete: list[bool] = field(default_factory=list)
+    tool_json: dict[int, list[str]] = field(default_factory=dict)
+    stop_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    written: bool = False  # any text yet: from here on, the tokens are spent
+
+    def feed(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "message_start":
+            usage = event["message"].get("usage") or {}
+            self.input_tokens = usage.get("input_tokens", 0)
+            self.output_tokens = usage.get("output_tokens", 0)
+        elif kind == "content_block_start":
+            self.blocks.append(dict(event["content_block"]))
+            self.complete.append(False)
+            if self.blocks[-1]["type"] == "tool_use":
+                self.tool_json[len(self.blocks) - 1] = []
+        elif kind == "content_block_delta":
+            index, delta = event["index"], event["delta"]
+            if delta["type"] == "text_delta" and delta["text"]:
+                self.blocks[index]["text"] += delta["text"]
+                self.written = True
+                if self.on_text:
+                    self.on_text(delta["text"])
+            elif delta["type"] == "input_json_delta":
+                self.tool_json[index].append(delta["partial_json"])
+        elif kind == "content_block_stop":
+            index = event["index"]
+            if index in self.tool_json:
+                self.blocks[index]["input"] = json.loads("".join(self.tool_json[index]) or "{}")
+            self.complete[index] = True
+        elif kind == "message_delta":
+            self.stop_reason = event["delta"].get("stop_reason") or self.stop_reason
+            self.output_tokens = (event.get("usage") or {}).get("output_tokens", self.output_tokens)
+
+    def response(self, *, cut: str | None = None) -> ModelResponse:
+        """The answer; `cut` (why it ended early) keeps only its text: a tool call that was cut off,
+        or that would never get its result, has no place in a stored turn."""
+        keep = [b for b in self.blocks if b["type"] != "text" or b["text"]]
+        if cut:
+            keep = [b for b in keep if b["type"] == "text"]
+        # A cut answer never saw message_delta's count: estimate its output from its text.
+        written = sum(len(b.get("text", "")) for b in keep) // CHARS_PER_TOKEN
+        return ModelResponse(
+            content=keep,
+            stop_reason=cut or self.stop_reason or "end_turn",
+            usage=Usage(self.input_tokens, max(self.output_tokens, written) if cut else self.output_tokens),
+            truncated=cut is not None,
+        )
+
+
+_END = object()
+
+
+def read_stream(
+    open_stream: Callable[[], tuple[Iterator[dict], Callable[[], None]]],
+    *,
+    deadline: float,
+    on_text: Callable[[str], None] | None,
+) -> ModelResponse:
+    """Opens and reads one streamed answer on a helper thread, so that the turn's deadline holds
+    even while a read blocks (the client's read timeout bounds each gap, STALL_SECONDS, not the
+    whole). Past the deadline, or when the stream fails after text was written, the answer ends
+    with what was written. Before any text, the failure is raised for with_retries to judge."""
+    events: queue.Queue = queue.Queue()
+    closers: list[Callable[[], None]] = []
+    abandoned = threading.Event()
+
+    def pump() -> None:
+        try:
+            stream, close = open_stream()
+            closers.append(close)
+            for event in stream:
+                if abandoned.is_set():
+                    break
+                events.put(event)
+            events.put(_END)
+        except Exception as error:  # handed to the reading thread, which decides
+            events.put(error)
+
+    threading.Thread(target=pump, name="model-stream", daemon=True).start()
+    answer = StreamedAnswer(on_text=on_text)
+    try:
+        while True:
+            try:
+                item = events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                if answer.written:
+                    return answer.response(cut=CUT_BY_DEADLINE)
+                raise DeadlineReached() from None
+            if item is _END:
+                return answer.response()
+            if isinstance(item, Exception):
+                if answer.written:
+                    return answer.response(cut=CUT_BY_STREAM_FAILURE)
+                raise item
+            answer.feed(item)
+    finally:
+        abandoned.set()
+        # Closing stops the generation (and its bill) now. On its own thread: closing a connection
+        # that another thread is reading must never hold up the answer.
+        for close in closers:
+            threading.Thread(target=close, name="model-stream-close", daemon=True).start()
+
+
+class AnthropicModel:
+    """Claude through the streaming Messages API of the anthropic SDK."""
+
+    def __init__(self, *, api_key: str, model_id: str, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS):
         import anthropic
 
         self._anthropic = anthropic
-        self._client = anthropic.Anthropic(api_key=api_key, timeout=MODEL_TIMEOUT_SECONDS, max_retries=0)
+        # A read timeout bounds each gap between stream events, not the answer's length.
+        self._client = anthropic.Anthropic(
+            api_key=api_key, timeout=anthropic.Timeout(STALL_SECONDS, connect=CONNECT_SECONDS), max_retries=0
+        )
         self._model_id = model_id
+        self._max_output_tokens = max_output_tokens
 
-    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None) -> ModelResponse:
-        def attempt(timeout: float) -> ModelResponse:
+    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None, on_text=None) -> ModelResponse:
+        deadline = time.monotonic() + SYNC_MODEL_SECONDS if deadline is None else deadline
+
+        def open_stream():
+            stream = self._client.messages.create(
+                model=self._model_id,
+                max_tokens=self._max_output_tokens,
+                system=system,
+                messages=messages,
+                tools=tools,
+                tool_choice={"type": "auto" if allow_tools else "none"},
+                stream=True,
+            )
+            return (event.model_dump(exclude_none=True) for event in stream), stream.close
+
+        def attempt() -> ModelResponse:
             try:
-                response = self._client.messages.create(
-                    model=self._model_id,
-                    max_tokens=MAX_OUTPUT_TOKENS,
-                    system=system,
-                    messages=messages,
-                    tools=tools,
-                    tool_choice={"type": "auto" if allow_tools else "none"},
-                    timeout=timeout,
-                )
+                return read_stream(open_stream, deadline=deadline, on_text=on_text)
             except self._anthropic.APIError as error:
                 raise _anthropic_failure(self._anthropic, error) from error
-            return ModelResponse(
-                content=[block.model_dump(exclude_none=True) for block in response.content],
-                stop_reason=response.stop_reason,
-                usage=Usage(response.usage.input_tokens, response.usage.output_tokens),
-            )
+            except ModelError:
+                raise
+            except Exception as error:  # the stream's own transport errors (read timeout, reset)
+                raise ModelError(type(error).__name__, transient=True) from error
 
         return with_retries(attempt, deadline)
 
@@ -137,9 +272,10 @@ def _anthropic_failure(anthropic, error) -> ModelError:
 
 
 class BedrockModel:
-    """Claude on Amazon Bedrock: the same Messages body, through bedrock-runtime InvokeModel."""
+    """Claude on Amazon Bedrock: the same Messages body and stream events, through bedrock-runtime
+    InvokeModelWithResponseStream."""
 
-    def __init__(self, *, model_id: str):
+    def __init__(self, *, model_id: str, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS):
         from botocore.config import Config
 
         from memory.client import session
@@ -147,43 +283,42 @@ class BedrockModel:
         self._client = session().create_client(
             "bedrock-runtime",
             config=Config(
-                read_timeout=MODEL_TIMEOUT_SECONDS,
-                connect_timeout=2,
+                read_timeout=STALL_SECONDS,  # each read of the stream: the gaps, not the answer
+                connect_timeout=CONNECT_SECONDS,
                 retries={"mode": "standard", "total_max_attempts": 1},  # with_retries retries
             ),
         )
         self._model_id = model_id
+        self._max_output_tokens = max_output_tokens
 
-    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None) -> ModelResponse:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None, on_text=None) -> ModelResponse:
+        from botocore.exceptions import ClientError
 
-        body = {
+        deadline = time.monotonic() + SYNC_MODEL_SECONDS if deadline is None else deadline
+        body = json.dumps({
             "anthropic_version": BEDROCK_ANTHROPIC_VERSION,
-            "max_tokens": MAX_OUTPUT_TOKENS,
+            "max_tokens": self._max_output_tokens,
             "system": system,
             "messages": messages,
             "tools": tools,
             "tool_choice": {"type": "auto" if allow_tools else "none"},
-        }
+        })
 
-        def attempt(_timeout: float) -> ModelResponse:
-            # botocore has no per-call timeout: the client's read timeout bounds each attempt.
+        def open_stream():
+            stream = self._client.invoke_model_with_response_stream(modelId=self._model_id, body=body)["body"]
+            return (json.loads(part["chunk"]["bytes"]) for part in stream if "chunk" in part), stream.close
+
+        def attempt() -> ModelResponse:
             try:
-                raw = self._client.invoke_model(modelId=self._model_id, body=json.dumps(body))
-            except ClientError as error:
+                return read_stream(open_stream, deadline=deadline, on_text=on_text)
+            except ClientError as error:  # an HTTP error, or an exception event in the stream
                 code = error.response["Error"]["Code"]
-                raise ModelError(
-                    f"bedrock returned {code}",
-                    transient=code in ("ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException", "InternalServerException"),
-                ) from error
-            except BotoCoreError as error:
+                code = code[:1].upper() + code[1:]
+                raise ModelError(f"bedrock returned {code}", transient=code in BEDROCK_TRANSIENT) from error
+            except ModelError:
+                raise
+            except Exception as error:  # timeouts, resets: botocore's and urllib3's
                 raise ModelError(type(error).__name__, transient=True) from error
-            response = json.loads(raw["body"].read())
-            return ModelResponse(
-                content=response["content"],
-                stop_reason=response["stop_reason"],
-                usage=Usage(response["usage"]["input_tokens"], response["usage"]["output_tokens"]),
-            )
 
         return with_retries(attempt, deadline)
 
@@ -206,7 +341,7 @@ class OfflineModel:
     facts block), turns "remember (that) my X is Y" / "forget my X" into real tool calls, and answers
     "what is my X?" from the facts and "what did I say first?" from the history."""
 
-    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None) -> ModelResponse:
+    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None, on_text=None) -> ModelResponse:
         last = messages[-1]["content"]
         usage = Usage(
             input_tokens=(len(system) + len(json.dumps(messages))) // CHARS_PER_TOKEN,
@@ -259,19 +394,19 @@ def configured_model(settings) -> Model:
     if settings.provider == "offline":
         return OfflineModel()
     if settings.provider == "bedrock":
-        return _bedrock_model(settings.model_id)
+        return _bedrock_model(settings.model_id, settings.max_output_tokens)
     return _anthropic_model(settings.anthropic_api_key or _anthropic_key_from_secret(settings.anthropic_secret_arn),
-                            settings.model_id)
+                            settings.model_id, settings.max_output_tokens)
 
 
 @functools.cache
-def _bedrock_model(model_id: str) -> Model:
-    return BedrockModel(model_id=model_id)
+def _bedrock_model(model_id: str, max_output_tokens: int) -> Model:
+    return BedrockModel(model_id=model_id, max_output_tokens=max_output_tokens)
 
 
 @functools.lru_cache(maxsize=1)  # a rotated key replaces the client
-def _anthropic_model(api_key: str, model_id: str) -> Model:
-    return AnthropicModel(api_key=api_key, model_id=model_id)
+def _anthropic_model(api_key: str, model_id: str, max_output_tokens: int) -> Model:
+    return AnthropicModel(api_key=api_key, model_id=model_id, max_output_tokens=max_output_tokens)
 
 
 def _anthropic_key_from_secret(secret_arn: str) -> str:

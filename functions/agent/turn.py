@@ -2,23 +2,22 @@
 
 import json
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
 
+from agent.budget import SYNC_MODEL_SECONDS
 from agent.prompt import facts_room, facts_tokens, fit_facts, system_prompt
-from agent.providers import MAX_OUTPUT_TOKENS, MODEL_BUDGET_SECONDS, Model
+from agent.providers import DeadlineReached, Model
 from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact, valid_key
 from memory.resilient import ResilientMemory
 from memory.turns import Turn, Usage, iso, new_turn_id
 from memory.window import estimate_tokens, message_tokens
 
-if TYPE_CHECKING:
-    from agent.idempotency import Claim
-
 # Each round is one model call; the last one is made with tools off, so the turn always ends in text.
 MAX_TOOL_ROUNDS = 4
-# Tool calls run per model answer; the rest get a tool error. An answer is at most 1,024 tokens, room
-# for ~40 short calls: a prompt-injected model must not rewrite a user's memory wholesale in one go.
+# Tool calls run per model answer; the rest get a tool error. An answer of MODEL_MAX_OUTPUT_TOKENS has
+# room for hundreds of short calls: a prompt-injected model must not rewrite a user's memory wholesale.
 MAX_TOOL_CALLS_PER_ANSWER = 5
 
 TOOLS = [
@@ -45,9 +44,16 @@ TOOLS = [
     },
 ]
 TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS))
-# Every later round of the tool loop adds one model answer (at most MAX_OUTPUT_TOKENS) and our tool
-# results for it; twice the answer per round is kept free in the budget, so no round goes over it.
-TOOL_LOOP_RESERVE_TOKENS = (MAX_TOOL_ROUNDS - 1) * 2 * MAX_OUTPUT_TOKENS
+# Every later round of the tool loop adds the answer that called a tool and our tool results for it;
+# twice TOOL_ROUND_TOKENS per round is kept free in the budget. An answer that calls a tool is short
+# (a sentence and the call); a longer one eats into the other half of the context window, which the
+# prompt budget (half of it) leaves free. The final answer (up to MODEL_MAX_OUTPUT_TOKENS) is in no
+# prompt of its own turn.
+TOOL_ROUND_TOKENS = 1024
+TOOL_LOOP_RESERVE_TOKENS = (MAX_TOOL_ROUNDS - 1) * 2 * TOOL_ROUND_TOKENS
+# The last answer of a turn whose deadline came between tool rounds, after tokens were spent: the
+# turn is stored (well formed, ending in text) and answered as truncated, never as a 503.
+CUT_OFF_TEXT = "[The answer was cut off: the turn ran out of time.]"
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,24 @@ class TurnResult:
     write: str
     context_summary: bool = False
     context_facts_omitted: int = 0
+    truncated: bool = False
+
+    def answer(self) -> dict:
+        """The turn's HTTP answer (besides session_id), the same on the synchronous and async paths."""
+        return {
+            "reply": self.reply,
+            "turn_id": self.turn.turn_id,
+            "context": {"turns": self.context_turns, "summary": self.context_summary, "facts": self.context_facts,
+                        "facts_omitted": self.context_facts_omitted},
+            "memory": {"write": self.write},
+            "truncated": self.truncated,
+        }
+
+
+class Record(Protocol):
+    """An item stored in the same transaction as the turn (an idempotency or async-turn record)."""
+
+    def record(self, result: TurnResult) -> dict: ...
 
 
 def fixed_tokens(message: dict) -> int:
@@ -74,33 +98,47 @@ def run_turn(
     user_id: str,
     session_id: str,
     message: str,
-    idempotency: "Claim | None" = None,
+    records: tuple[Record, ...] = (),
+    deadline: float | None = None,
+    on_text: Callable[[str], None] | None = None,
+    turn_id: str | None = None,
     clock=time.time,
 ) -> TurnResult:
     """Load memory (fails fast), run the tool loop, store the turn (best effort).
 
-    A ModelError propagates before anything of the turn is stored. With an idempotency claim, its
-    record is stored in the same transaction as the turn."""
+    `deadline` (time.monotonic()) ends the model's part of the turn, SYNC_MODEL_SECONDS after its
+    start by default; an answer it cuts short is the reply, `truncated`. A ModelError propagates
+    before anything of the turn is stored. `records` are stored in the same transaction as the turn.
+    `turn_id` is the id an asynchronous turn was given when it was accepted."""
     started = clock()
+    deadline = time.monotonic() + SYNC_MODEL_SECONDS if deadline is None else deadline
     context = memory.load(user_id, session_id)
-    deadline = time.monotonic() + MODEL_BUDGET_SECONDS
     new_messages: list[dict] = [{"role": "user", "content": message}]
     fixed = fixed_tokens(new_messages[0])
     facts = fit_facts(context.facts, facts_room(memory.window, context.turns, fixed))
     window = memory.window.fit(context.turns, context.summary, fixed_tokens=fixed + facts_tokens(facts))
     system, history = system_prompt(facts, window.summary), window.messages
     facts_omitted = len(context.facts) - len(facts)
-    usage = Usage()
+    usage, truncated = Usage(), False
     for round_number in range(1, MAX_TOOL_ROUNDS + 1):
-        response = model.complete(
-            system=system,
-            messages=history + new_messages,
-            tools=TOOLS,
-            allow_tools=round_number < MAX_TOOL_ROUNDS,
-            deadline=deadline,
-        )
+        try:
+            response = model.complete(
+                system=system,
+                messages=history + new_messages,
+                tools=TOOLS,
+                allow_tools=round_number < MAX_TOOL_ROUNDS,
+                deadline=deadline,
+                on_text=on_text,
+            )
+        except DeadlineReached:
+            if round_number == 1:  # nothing was spent: the turn failed
+                raise
+            new_messages.append({"role": "assistant", "content": [{"type": "text", "text": CUT_OFF_TEXT}]})
+            truncated = True
+            break
         usage += response.usage
         new_messages.append({"role": "assistant", "content": response.content})
+        truncated = response.truncated
         tool_calls = [block for block in response.content if block["type"] == "tool_use"]
         if response.stop_reason != "tool_use" or not tool_calls:
             break
@@ -113,25 +151,22 @@ def run_turn(
     turn = Turn(
         user_id=user_id,
         session_id=session_id,
-        turn_id=new_turn_id(started),
+        turn_id=turn_id or new_turn_id(started),
         created_at=iso(started),
         messages=new_messages,
         usage=usage,
     )
-    reply = reply_text(new_messages[-1])
-    also = ()
-    if idempotency:  # stored with the turn, in the same transaction
-        also = (idempotency.record(turn, reply, len(window.turns), len(facts), window.summary is not None,
-                                   facts_omitted),)
-    return TurnResult(
+    result = TurnResult(
         turn=turn,
-        reply=reply,
+        reply=reply_text(new_messages[-1]),
         context_turns=len(window.turns),
         context_facts=len(facts),
-        write=memory.append(turn, also),
+        write="ok",  # what the records say: they are stored only if the turn is
         context_summary=window.summary is not None,
+        truncated=truncated,
         context_facts_omitted=facts_omitted,
     )
+    return replace(result, write=memory.append(turn, tuple(r.record(result) for r in records)))
 
 
 def reply_text(message: dict) -> str:

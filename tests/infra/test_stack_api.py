@@ -5,6 +5,7 @@ import json
 PROTECTED = {
     "POST /sessions/{session_id}/messages",
     "GET /sessions/{session_id}/messages",
+    "GET /sessions/{session_id}/turns/{turn_id}",
     "DELETE /sessions/{session_id}",
     "GET /sessions",
     "GET /memory",

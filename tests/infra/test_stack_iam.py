@@ -74,7 +74,7 @@ def test_bedrock_variant_may_invoke_only_the_configured_model(variant):
     statement = statement_for(variant, "bedrock:InvokeModel")
     profile = f"global.{MODEL}"
 
-    assert statement["Action"] == "bedrock:InvokeModel"
+    assert statement["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
     assert statement["Resource"] == [
         # the inference profile, in this stack's region and account
         {

@@ -76,7 +76,7 @@ def test_a_retry_while_the_first_is_running_gets_409(api, user, handler, reliabi
 
     def first_turn(claim):
         return run_turn(memory=handler.memory, model=model, user_id=user, session_id="s", message="slow",
-                        idempotency=claim)
+                        records=(claim,))
 
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(handler.idempotency.turn, user, "s", "key-1", "slow", first_turn)

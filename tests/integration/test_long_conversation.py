@@ -35,7 +35,7 @@ class CheckedOfflineModel:
         self.with_summary = 0
         self.calls = 0
 
-    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None):
+    def complete(self, *, system, messages, tools, allow_tools=True, deadline=None, on_text=None):
         self.prompts += 1
         size = (estimate_tokens(system) + estimate_tokens(json.dumps(tools))
                 + estimate_tokens(json.dumps(messages, ensure_ascii=False)))

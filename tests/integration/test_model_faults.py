@@ -2,36 +2,27 @@
 through the local stack. Retries are bounded by the turn's model budget; then 503 (transient, with
 Retry-After when the API gave one) or 502 (not worth retrying); nothing of the turn is stored."""
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from agent import turn as turn_module
 from agent.providers import MODEL_MAX_ATTEMPTS, AnthropicModel
 from conftest import as_user
+from fakes import Failure, SlowModelAPI, Text, words
 from local.dynamodb import free_port
 
-# Memory read (4 s) and overhead on top of the model's budget: infra/agent_function.py.
+# Memory read (4 s) and overhead on top of the model's budget: agent/budget.py.
 MEMORY_READ_AND_OVERHEAD_SECONDS = 5
 TEST_MODEL_BUDGET_SECONDS = 3.0
 
 
 def error(status: int, error_type: str, headers: dict | None = None, error_code: str | None = None):
-    body = {"type": "error", "error": {"type": error_type, "message": "injected"}}
-    if error_code:
-        body["error"]["details"] = {"error_code": error_code}
-    return status, headers or {}, body
+    return Failure(status, error_type, tuple((headers or {}).items()), error_code)
 
 
-OK = (200, {}, {
-    "id": "msg_fake", "type": "message", "role": "assistant", "model": "claude-test",
-    "content": [{"type": "text", "text": "hello from the fake API"}],
-    "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 6},
-})
-HANG = "hang"
+OK = Text(6)
+HANG = Text(6, stall_after=0)
 
 
 def rate_limited(seconds: int):
@@ -44,54 +35,14 @@ UNAUTHORIZED = error(401, "authentication_error")
 SPEND_LIMIT = error(429, "rate_limit_error", error_code="enforced_spend_limit_reached")
 
 
-class FakeMessagesAPI:
-    """Answers POST /v1/messages from a script, one answer per request; the last one repeats."""
-
-    def __init__(self):
-        self.script: list = []
-        self.requests = 0
-        self.release = threading.Event()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                api.requests += 1
-                answer = api.script.pop(0) if len(api.script) > 1 else api.script[0]
-                if answer == HANG:
-                    api.release.wait(30)
-                    return
-                status, headers, body = answer
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in {"content-type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 @pytest.fixture
 def fake_api(handler, monkeypatch):
-    """The handler's model is AnthropicModel, talking to a fake Messages API."""
-    api = FakeMessagesAPI()
-    threading.Thread(target=api.server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
-    model = AnthropicModel(api_key="test-key", model_id="claude-test")
-    monkeypatch.setattr(handler, "model", lambda: model)
-    yield api
-    api.release.set()
-    api.server.shutdown()
-    api.server.server_close()
+    """The handler's model is AnthropicModel, talking to a fake Messages API that answers at once."""
+    with SlowModelAPI(first_token_seconds=0, tokens_per_second=1000) as api:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        model = AnthropicModel(api_key="test-key", model_id="claude-test")
+        monkeypatch.setattr(handler, "model", lambda: model)
+        yield api
 
 
 def say(api, user, message="hello"):
@@ -131,7 +82,7 @@ def test_model_faults_are_retried_within_the_budget_then_answered_clearly(
     assert response.status_code == status, response.text
     assert fake_api.requests == requests
     if status == 200:
-        assert response.json()["reply"] == "hello from the fake API"
+        assert response.json()["reply"] == words(6)
         assert response.json()["memory"] == {"write": "ok"}
     else:
         assert response.json()["error"] == code
@@ -144,7 +95,7 @@ def test_model_faults_are_retried_within_the_budget_then_answered_clearly(
 
 def test_a_model_that_never_answers_ends_within_the_budget(api, user, fake_api, monkeypatch, reliability):
     # Given a short model budget and a Messages API that never answers
-    monkeypatch.setattr(turn_module, "MODEL_BUDGET_SECONDS", TEST_MODEL_BUDGET_SECONDS)
+    monkeypatch.setattr(turn_module, "SYNC_MODEL_SECONDS", TEST_MODEL_BUDGET_SECONDS)
     fake_api.script = [HANG]
     # When a turn is sent
     started = time.monotonic()

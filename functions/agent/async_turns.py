@@ -1,0 +1,195 @@
+"""Asynchronous turns, for work longer than a synchronous request can carry (agent.budget).
+
+`POST /sessions/{id}/messages` with `Prefer: respond-async` records the turn as running (a status item
+in the session's partition, memory.turn_status) and hands it to a worker, then answers 202 at once;
+`GET /sessions/{id}/turns/{turn_id}` reads the status: the reply so far, then the turn's answer or
+its failure, told as the synchronous path would tell it (agent.failures).
+
+Deployed, the worker is its own Lambda function (agent.worker), invoked asynchronously, not fed by
+an SQS queue: the invocation is one call from the API Lambda and Lambda keeps its own queue, with
+retries, a maximum event age and an on-failure destination (the dead-letter queue the alarm
+watches). SQS would add a queue to poll, batches of one and a visibility timeout to keep above the
+worker's five minutes, for nothing this needs: turns are not batched, and their rate is already
+capped by the API's throttle. Locally (`make dev`, tests) there is no WORKER_FUNCTION_NAME, and a
+thread of the process that accepted the turn runs the same code.
+
+Exactly once, whatever the delivery: the worker claims the status with a conditional write before
+it calls the model, and a second delivery finds it claimed and does nothing. The `done` status is
+written in the same transaction as the turn (agent.idempotency's design), so a stored turn and a
+done status exist together or not at all. A worker that dies leaves its claim running past the
+status's deadline, which GET then reports as failed: never running for ever.
+"""
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from agent.budget import ASYNC_TURN_SECONDS, MEMORY_WRITE_SECONDS, OVERHEAD_SECONDS, PROGRESS_INTERVAL_SECONDS
+from agent.failures import turn_failure
+from agent.providers import Model
+from agent.turn import TurnResult, run_turn
+from memory.resilient import ResilientMemory
+from memory.turn_status import DONE, FAILED, RUNNING, TurnStatus, TurnStatusStore
+from memory.turns import new_turn_id
+
+RESPOND_ASYNC = "respond-async"
+TIMED_OUT = {"error": "turn_timed_out", "message": "the turn did not finish in time; send it again"}
+WORKER_UNAVAILABLE = {"error": "worker_unavailable", "message": "the turn could not be started; retry later"}
+# `make dev` and tests: turns running at once in one local process (a Lambda worker runs one each).
+LOCAL_WORKERS = 8
+# The Lambda Invoke call itself (it only queues the event): fail in seconds, as memory calls do.
+INVOKE_CONNECT_SECONDS, INVOKE_READ_SECONDS, INVOKE_ATTEMPTS = 1, 3, 2
+
+
+class WorkerUnavailable(Exception):
+    """The turn was recorded but could not be handed to a worker."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the worker is sent: keys only. The message stays in the status item, so no user text
+    travels through Lambda's event queue or lands in the dead-letter queue."""
+
+    user_id: str
+    session_id: str
+    turn_id: str
+
+
+def wants_async(prefer: str | None) -> bool:
+    """RFC 7240: `Prefer: respond-async`, possibly among other preferences."""
+    return bool(prefer) and any(p.split(";")[0].strip().lower() == RESPOND_ASYNC for p in prefer.split(","))
+
+
+def accept(*, statuses: TurnStatusStore, dispatch: Callable[[Job], None], user_id: str, session_id: str,
+           message: str, clock=time.time) -> str:
+    """Records the turn as running and dispatches it; returns its id. Raises MemoryUnavailable when the
+    status cannot be written (no turn is started), WorkerUnavailable when no worker could be asked."""
+    now = clock()
+    job = Job(user_id, session_id, new_turn_id(now))
+    statuses.start(user_id, session_id, job.turn_id, message, deadline=int(now + ASYNC_TURN_SECONDS))
+    try:
+        dispatch(job)
+    except Exception as error:
+        try:  # tell it now rather than at the deadline; if this fails too, the deadline tells it
+            statuses.finish(user_id, session_id, job.turn_id, None, error=WORKER_UNAVAILABLE)
+        except Exception:
+            pass
+        raise WorkerUnavailable(type(error).__name__) from error
+    return job.turn_id
+
+
+def view(session_id: str, status: TurnStatus, *, now: float) -> dict:
+    """GET /sessions/{id}/turns/{turn_id}: a running turn past its deadline is a failed one."""
+    answer = {"session_id": session_id, "turn_id": status.turn_id}
+    if status.status == DONE:
+        return {**answer, "status": DONE, **status.answer}
+    if status.status == RUNNING and now < status.deadline:
+        return {**answer, "status": RUNNING, "reply": status.reply}
+    return {**answer, "status": FAILED, "reply": status.reply, **(status.error or TIMED_OUT)}
+
+
+@dataclass(frozen=True)
+class _Finish:
+    """The `done` status, stored in the same transaction as the turn (agent.turn.Record)."""
+
+    statuses: TurnStatusStore
+    job: Job
+    token: str
+
+    def record(self, result: TurnResult) -> dict:
+        return self.statuses.finish_item(*asdict(self.job).values(), self.token, answer=result.answer())
+
+
+class _Progress:
+    """on_text for the model: writes the reply so far back to the status, at most once per interval.
+    Best effort: a failed write costs the client a fresher view, never the turn."""
+
+    def __init__(self, statuses: TurnStatusStore, job: Job, token: str, logger):
+        self._statuses, self._job, self._token, self._logger = statuses, job, token, logger
+        self._text: list[str] = []
+        self._written_at = float("-inf")  # the first text is written at once
+
+    def __call__(self, delta: str) -> None:
+        self._text.append(delta)
+        if time.monotonic() - self._written_at < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._written_at = time.monotonic()
+        try:
+            self._statuses.progress(*asdict(self._job).values(), self._token, "".join(self._text))
+        except Exception as error:
+            self._logger.warning("turn_progress_suppressed", extra={"turn_id": self._job.turn_id,
+                                                                     "error": type(error).__name__})
+
+
+def work(job: Job, *, memory: ResilientMemory, model: Model, statuses: TurnStatusStore, logger, clock=time.time) -> None:
+    """Runs one accepted turn, once. The memory rules are the synchronous path's: the read fails fast
+    (the turn fails, memory_unavailable), the turn's append is best effort (memory_write_suppressed)."""
+    keys = asdict(job).values()
+    status = statuses.get(*keys)
+    token = secrets.token_hex(16)
+    if status is None or not statuses.claim(*keys, token):
+        # Already claimed (a second delivery), finished, past its deadline, or erased.
+        logger.info("async_turn_skipped", extra={"turn_id": job.turn_id})
+        return
+    # Stop in time to store the turn and the status before the status's deadline.
+    deadline = time.monotonic() + (status.deadline - clock()) - MEMORY_WRITE_SECONDS - OVERHEAD_SECONDS
+    try:
+        result = run_turn(memory=memory, model=model, user_id=job.user_id, session_id=job.session_id,
+                          message=status.message, records=(_Finish(statuses, job, token),), deadline=deadline,
+                          on_text=_Progress(statuses, job, token, logger), turn_id=job.turn_id)
+    except Exception as error:
+        failure = turn_failure(error)
+        if failure.code == "internal_error":
+            logger.exception("unhandled_error", extra={"turn_id": job.turn_id})
+        else:
+            logger.error(failure.code, extra={"turn_id": job.turn_id, "error": str(error)})
+        _finish_best_effort(statuses, job, token, logger, error=failure.body())
+        return
+    if result.write != "ok":  # the transaction that held the done status failed with the turn
+        _finish_best_effort(statuses, job, token, logger, answer=result.answer())
+
+
+def _finish_best_effort(statuses: TurnStatusStore, job: Job, token: str, logger, **outcome) -> None:
+    """If even this fails, the status's deadline reports the turn as failed."""
+    try:
+        statuses.finish(*asdict(job).values(), token, **outcome)
+    except Exception as error:
+        logger.warning("memory_write_suppressed", extra={"session_id": job.session_id, "record": "turn_status",
+                                                         "error": type(error).__name__})
+
+
+def dispatcher(worker_function: str | None, *, run: Callable[[Job], None], logger) -> Callable[[Job], None]:
+    """How accepted turns reach a worker: the worker Lambda, or (no function name: locally) a thread."""
+    if worker_function:
+        return _lambda_dispatch(worker_function)
+    pool = ThreadPoolExecutor(max_workers=LOCAL_WORKERS, thread_name_prefix="async-turn")
+
+    def in_thread(job: Job) -> None:
+        def guarded() -> None:
+            try:
+                run(job)
+            except Exception:  # as Lambda would log a failed invocation
+                logger.exception("async_turn_crashed", extra={"turn_id": job.turn_id})
+
+        pool.submit(guarded)
+
+    return in_thread
+
+
+def _lambda_dispatch(function_name: str) -> Callable[[Job], None]:
+    from botocore.config import Config
+
+    from memory.client import session
+
+    client = session().create_client("lambda", config=Config(
+        connect_timeout=INVOKE_CONNECT_SECONDS, read_timeout=INVOKE_READ_SECONDS,
+        retries={"mode": "standard", "total_max_attempts": INVOKE_ATTEMPTS},
+    ))
+
+    def invoke(job: Job) -> None:
+        client.invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(asdict(job)).encode())
+
+    return invoke
