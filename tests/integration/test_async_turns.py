@@ -63,7 +63,7 @@ def test_a_3000_token_answer_completes_asynchronously_with_progress_from_one_req
         assert done["status"] == "done", done
         assert done["reply"] == words(3000) and done["truncated"] is False
         assert done["turn_id"] == body["turn_id"] and done["memory"] == {"write": "ok"}
-        assert set(done["context"]) == {"turns", "summary", "facts"}
+        assert set(done["context"]) == {"turns", "summary", "facts", "facts_omitted"}
         assert fake.requests == 1
     # And the turn is in the history once
     history = api.get("/sessions/s/messages", headers=as_user(user)).json()["messages"]
