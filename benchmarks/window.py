@@ -144,7 +144,7 @@ def _seed(admin, table: str, store: ConversationStore, size: int) -> dict:
 
 def _loads(store: ConversationStore, meter: Meter, strategy: str, seeded: dict) -> dict:
     policy = WindowPolicy(strategy=strategy)
-    fixed = fixed_tokens({}, NEW_MESSAGE)
+    fixed = fixed_tokens(NEW_MESSAGE)
     latencies, window = [], None
     meter.reset()
     for _ in range(LOADS):
