@@ -12,6 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.agent_function import METRICS_NAMESPACE, SERVICE_NAME
@@ -79,28 +80,22 @@ class Monitoring(Construct):
 
         # An asynchronous turn whose worker failed after Lambda's retries: the client sees it `failed`
         # once its deadline passed; someone should look at the worker's logs.
-        self.worker_alarm = self._alarm(
-            worker.dead_letters.metric_approximate_number_of_messages_visible(
-                period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
-            ),
+        self.worker_alarm = self._dead_letter_alarm(
+            worker.dead_letters,
             "WorkerDeadLettersAlarm",
             name="async-turns-dead-lettered",
             description="Asynchronous turns whose worker failed after Lambda's retries: see the worker's logs.",
-            threshold=1,
         )
 
         # A session whose compaction failed after every retry: its turns are safe, its prompt falls
         # back to the budgeted window, and someone should look at the compactor's logs.
         self.compaction_alarm = None
         if compactor is not None:
-            self.compaction_alarm = self._alarm(
-                compactor.dead_letters.metric_approximate_number_of_messages_visible(
-                    period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
-                ),
+            self.compaction_alarm = self._dead_letter_alarm(
+                compactor.dead_letters,
                 "CompactionDeadLettersAlarm",
                 name="compactions-dead-lettered",
                 description="Compactions failed after their retries: see the compactor's compaction_failed logs.",
-                threshold=1,
             )
 
         self.dashboard = self._dashboard(function=function, stage=stage, worker=worker.function)
@@ -160,6 +155,12 @@ class Monitoring(Construct):
         # The first OK notification comes minutes after the deploy: the topic policy must be in place.
         alarm.node.add_dependency(self.topic.node.find_child("Policy"))
         return alarm
+
+    def _dead_letter_alarm(self, queue: sqs.IQueue, construct_id: str, *, name: str, description: str):
+        """Fires on the first message in a dead-letter queue: each one is work that failed for good."""
+        metric = queue.metric_approximate_number_of_messages_visible(period=ALARM_PERIOD,
+                                                                     statistic=cloudwatch.Stats.MAXIMUM)
+        return self._alarm(metric, construct_id, name=name, description=description, threshold=1)
 
     def _dashboard(self, *, function: lambda_.IFunction, stage: apigwv2.HttpStage,
                    worker: lambda_.IFunction) -> cloudwatch.Dashboard:

@@ -110,11 +110,16 @@ def render(rows: list[tuple[dict, str]], failures: list[str], command: str) -> s
         "never fails the turn.",
         f"- **Input**: a message holds at most {MAX_MESSAGE_CHARS:,} characters (at most 64 KB of UTF-8, so "
         f"a turn with its tool blocks stays far below DynamoDB's 400 KB item limit); a body over "
-        f"{MAX_BODY_BYTES:,} bytes is refused with 413 before it is parsed, before any DynamoDB call.",
+        f"{MAX_BODY_BYTES:,} bytes is refused with 413 before it is parsed, before any DynamoDB call. A body is "
+        "one JSON object (422 otherwise). Long-term facts are capped (count, value length, bytes per user: 409 "
+        "`facts_limit_reached`), one line each, and reach the prompt as data inside a delimited JSON block.",
         "- **Isolation**: identity is the JWT claim `sub`; every key is built from it, so another user's "
         "sessions are 404 and their facts unreachable, for the API and for the model's tools alike.",
-        "- **Erasure**: `DELETE /me` deletes every session (expired ones and idempotency records included) "
-        "and every fact of the caller; a partly failed erasure answers 503 and its retry finishes it.",
+        "- **Erasure**: `DELETE /me` deletes every session (expired ones, idempotency records and async turn "
+        "statuses included) and every fact of the caller; a partly failed erasure answers 503 and its retry "
+        "finishes it. It is a fence: every write into a session moves the version of the session's registry "
+        "entry, and the delete removes that entry only on the version it read, so no write that raced it "
+        "survives; the entry outlives every item of its session, and is found by a consistent read, no index.",
         "- **TTL**: DynamoDB deletes expired items days late; every read filters `expires_at > now`.",
         "",
     ]
