@@ -1,10 +1,10 @@
 """Concurrent turns: every successful turn is stored exactly once, in arrival order, nothing is lost,
 nothing is 5xx.
 
-Through the local stack, 32 clients at once: the local server accepts them concurrently and runs
-one invocation at a time, like one Lambda execution environment (Powertools' resolver holds the
-current event on its class). In AWS concurrent turns run in separate environments and race in
-DynamoDB: the last test runs 32 turns at once in threads, past the resolver, against DynamoDB Local."""
+Through the local stack, 32 clients at once: the local server's worker processes (Lambda instances)
+run them several at a time, racing in DynamoDB as concurrent environments do in AWS. The last test
+runs 32 turns at once in threads, past the resolver, against DynamoDB Local: more at once than the
+local server has workers."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
