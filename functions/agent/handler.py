@@ -27,8 +27,7 @@ from agent.observability import logger, metrics, tracer
 from agent.providers import Model, ModelError, configured_model
 from agent.turn import run_turn
 from memory.client import dynamodb_client
-from memory.conversation import decode_token
-from memory.errors import MemoryUnavailable, SessionNotFound
+from memory.errors import InvalidToken, MemoryUnavailable, SessionNotFound
 from memory.long_term import FactsLimitReached, InvalidFact
 from memory.turn_status import TurnStatusStore
 
@@ -49,6 +48,7 @@ idempotency = Idempotency(conversations=memory.conversations, client=dynamodb, t
 statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
 dispatch = async_turns.dispatcher(settings.worker_function, logger=logger, run=lambda job: async_turns.work(
     job, memory=memory, model=model(), statuses=statuses, logger=logger))
+
 
 def _json(body) -> str:
     """UTF-8 JSON: a reply in any language reads as itself in curl, not as \\uXXXX escapes."""
@@ -183,11 +183,6 @@ def get_messages(
     limit: Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX)] = HISTORY_PAGE_MAX,
     next_token: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> dict:
-    if next_token:
-        try:
-            decode_token(next_token)
-        except ValueError as error:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "bad_request", str(error)) from None
     turns, token = memory.conversations.history(caller(), session_id, limit=limit, next_token=next_token)
     return {
         "session_id": session_id,
@@ -247,6 +242,11 @@ def api_error(error: ApiError) -> Response:
 @app.exception_handler(SessionNotFound)
 def session_not_found(_: SessionNotFound) -> Response:
     return _error(HTTPStatus.NOT_FOUND, "not_found", "no such session")
+
+
+@app.exception_handler(InvalidToken)
+def invalid_token(error: InvalidToken) -> Response:
+    return _error(HTTPStatus.BAD_REQUEST, "bad_request", str(error))
 
 
 @app.exception_handler(MemoryUnavailable)

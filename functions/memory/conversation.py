@@ -11,7 +11,7 @@ from functools import wraps
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from memory.errors import MemoryUnavailable, SessionNotFound, WriteRejected
+from memory.errors import InvalidToken, MemoryUnavailable, SessionNotFound, WriteRejected
 from memory.turns import Turn, Usage, iso
 from memory.window import Summary
 
@@ -83,9 +83,9 @@ def decode_token(token: str) -> str:
     try:
         sort_key = base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, UnicodeError, ValueError):
-        raise ValueError("next_token is not a token this API issued") from None
+        raise InvalidToken("next_token is not a token this API issued") from None
     if not sort_key.startswith(TURN_PREFIX):
-        raise ValueError("next_token is not a token this API issued")
+        raise InvalidToken("next_token is not a token this API issued")
     return sort_key
 
 
