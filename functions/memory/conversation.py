@@ -11,9 +11,9 @@ from functools import wraps
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from memory.errors import InvalidToken, MemoryUnavailable, SessionNotFound, WriteRejected
-from memory.turns import Turn, Usage, iso
-from memory.window import Summary
+from .errors import InvalidToken, MemoryUnavailable, SessionNotFound, WriteRejected
+from .turns import Turn, Usage, iso
+from .window import Summary
 
 SECONDS_PER_DAY = 86_400
 TURN_PREFIX = "TURN#"

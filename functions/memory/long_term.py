@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from memory.conversation import batch_write_all, cancelled_by, transact_write, translate_errors
-from memory.errors import MemoryUnavailable
-from memory.turns import iso
+from .conversation import batch_write_all, cancelled_by, transact_write, translate_errors
+from .errors import MemoryUnavailable
+from .turns import iso
 
 FACT_KEY = r"[a-z0-9_.-]{1,64}"
 FACT_KEY_PATTERN = re.compile(FACT_KEY)

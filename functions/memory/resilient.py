@@ -4,10 +4,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from memory.conversation import ConversationStore
-from memory.long_term import Fact, FactsLimitReached, FactStore, InvalidFact
-from memory.turns import Turn
-from memory.window import Summary, WindowPolicy
+from .conversation import ConversationStore
+from .long_term import Fact, FactsLimitReached, FactStore, InvalidFact
+from .turns import Turn
+from .window import Summary, WindowPolicy
 
 # Shared by every request of the process: the session window and the facts load side by side.
 _READ_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="memory-read")

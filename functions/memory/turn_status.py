@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 
 
-from memory.conversation import ConversationStore, session_key, translate_errors
-from memory.errors import WriteRejected
+from .conversation import ConversationStore, session_key, translate_errors
+from .errors import WriteRejected
 
 STATUS_PREFIX = "ASYNC#"
 RUNNING, DONE, FAILED = "running", "done", "failed"

@@ -7,7 +7,7 @@ assistant message or an orphaned tool_result and never splits a tool_use from it
 import json
 from dataclasses import dataclass
 
-from memory.turns import Turn
+from .turns import Turn
 
 STRATEGIES = ("last_k", "token_budget", "compaction")
 # The default costs nothing more than last_k (the same one Query) and is the only one of the two
