@@ -23,7 +23,7 @@ from benchmarks.harness import (
     turn_event,
 )
 from local.server import to_event
-from memory.conversation import TURN_PREFIX, registry_key, session_key
+from memory.keys import TURN_PREFIX, registry_key, session_key
 
 REPEATS = 5
 HISTORY_TURNS = MAX_TURNS + 2

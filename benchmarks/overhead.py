@@ -44,7 +44,7 @@ SERIES = ("turn", "model", *REFERENCES)
 def run(endpoint: str) -> Section:
     from agent.providers import OfflineModel
     from memory.client import DYNAMODB_CONFIG
-    from memory.conversation import session_key
+    from memory.keys import session_key
 
     handler = handler_module(endpoint)
     client = boto3.client("dynamodb", config=DYNAMODB_CONFIG)

@@ -24,7 +24,8 @@ from agent.turn import TOOLS, fixed_tokens, system_prompt
 from benchmarks import harness
 from local.tables import create_table_request
 from memory.client import DYNAMODB_CONFIG
-from memory.conversation import ConversationStore, batch_write_all, turn_item
+from memory.conversation import ConversationStore, turn_item
+from memory.dynamo import batch_write_all
 from memory.schema import SESSIONS
 from memory.turns import Turn, Usage
 from memory.window import STRATEGIES, Summary, WindowPolicy, estimate_tokens

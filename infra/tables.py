@@ -7,21 +7,22 @@ from constructs import Construct
 
 from functions.memory import schema
 
-# What the memory library does with its tables: queries, keyed writes, batch deletes. Transactions
-# are authorised by these same actions: GetItem is there for TransactGetItems (a fact and the user's
-# totals, read together), the only keyed read. No Scan, no BatchGetItem.
+# What the memory library does with its tables: queries, keyed reads (a session's fence with the
+# user's mark in one BatchGetItem), keyed writes, batch deletes. Transactions (a turn with its
+# records, a fact with the user's totals) are authorised by the actions of their items. No Scan.
 TABLE_DATA_ACTIONS = [
     "dynamodb:Query",
     "dynamodb:GetItem",
-    "dynamodb:ConditionCheckItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
 ]
-# The compactor reads a session's turns and writes its summary in a conditional transaction that
-# also moves the session's fence (its registry entry: UpdateItem).
-COMPACTION_ACTIONS = ["dynamodb:Query", "dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+# The compactor reads a session's fence and turns, writes its summary in a transaction conditional
+# on the newest turn it covers, and removes it again (BatchWriteItem) if the session was erased.
+COMPACTION_ACTIONS = ["dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:PutItem",
+                      "dynamodb:BatchWriteItem"]
 
 
 def _string_key(name: str) -> dynamodb.Attribute:

@@ -117,7 +117,7 @@ def gateway(lambda_handler, after_response=None) -> Gateway:
 def turn_stream(compactor_handler):
     """What the sessions table's stream and the compactor's event source mapping do in AWS: each
     stored turn's INSERT record goes to the compactor Lambda's handler, after the reply."""
-    from memory.conversation import TURN_PREFIX, session_key
+    from memory.keys import TURN_PREFIX, session_key
 
     def after_response(event: dict, result: dict) -> None:
         body = json.loads(result.get("body") or "{}") if result["statusCode"] == 200 else {}

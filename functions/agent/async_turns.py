@@ -18,6 +18,11 @@ it calls the model, and a second delivery finds it claimed and does nothing. The
 written in the same transaction as the turn (agent.idempotency's design), so a stored turn and a
 done status exist together or not at all. A worker that dies leaves its claim running past the
 status's deadline, which GET then reports as failed: never running for ever.
+
+Erasure stops a running turn: the status is erased with its session, so the worker's next progress
+write fails its condition, the stream is closed (AnswerStopped) and nothing is stored; a worker
+that starts after the erasure finds no status. Either is logged `turn_erased`, never as a
+suppressed write: nothing failed.
 """
 
 import json
@@ -27,10 +32,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from agent.budget import ASYNC_TURN_SECONDS, MEMORY_WRITE_SECONDS, OVERHEAD_SECONDS, PROGRESS_INTERVAL_SECONDS
+from agent.budget import (ASYNC_TURN_SECONDS, MEMORY_WRITE_SECONDS, OVERHEAD_SECONDS, PROGRESS_GROWTH,
+                          PROGRESS_INTERVAL_SECONDS, PROGRESS_SMALL_CHARS)
 from agent.failures import turn_failure
-from agent.providers import Model
+from agent.providers import AnswerStopped, Model
 from agent.turn import TurnResult, run_turn
+from memory.errors import Erased
 from memory.resilient import ResilientMemory
 from memory.turn_status import DONE, FAILED, RUNNING, TurnStatus, TurnStatusStore
 from memory.turns import new_turn_id
@@ -63,13 +70,15 @@ def wants_async(prefer: str | None) -> bool:
     return bool(prefer) and any(p.split(";")[0].strip().lower() == RESPOND_ASYNC for p in prefer.split(","))
 
 
-def accept(*, statuses: TurnStatusStore, dispatch: Callable[[Job], None], user_id: str, session_id: str,
-           message: str, clock=time.time) -> str:
+def accept(*, memory: ResilientMemory, statuses: TurnStatusStore, dispatch: Callable[[Job], None], user_id: str,
+           session_id: str, message: str, clock=time.time) -> str:
     """Records the turn as running and dispatches it; returns its id. Raises MemoryUnavailable when the
-    status cannot be written (no turn is started), WorkerUnavailable when no worker could be asked."""
+    status cannot be written (no turn is started), Erased when DELETE /me ran meanwhile,
+    WorkerUnavailable when no worker could be asked."""
     now = clock()
     job = Job(user_id, session_id, new_turn_id(now))
-    statuses.start(user_id, session_id, job.turn_id, message, deadline=int(now + ASYNC_TURN_SECONDS))
+    fence = memory.registry.open(user_id, session_id)
+    statuses.start(user_id, session_id, job.turn_id, message, deadline=int(now + ASYNC_TURN_SECONDS), fence=fence)
     try:
         dispatch(job)
     except Exception as error:
@@ -104,24 +113,40 @@ class _Finish:
 
 
 class _Progress:
-    """on_text for the model: writes the reply so far back to the status, at most once per interval.
-    Best effort: a failed write costs the client a fresher view, never the turn."""
+    """on_text for the model: writes the reply so far back to the status, at most once per interval,
+    and less often as it grows (each write costs a write unit per KB of the whole reply: writing a
+    long reply every second would cost quadratically). Best effort: a failed write costs the
+    client a fresher view, never the turn. A write refused because the turn is no longer this
+    worker's (erased) stops the answer."""
 
     def __init__(self, statuses: TurnStatusStore, job: Job, token: str, logger):
         self._statuses, self._job, self._token, self._logger = statuses, job, token, logger
         self._text: list[str] = []
+        self._length = self._written = 0
         self._written_at = float("-inf")  # the first text is written at once
 
     def __call__(self, delta: str) -> None:
         self._text.append(delta)
-        if time.monotonic() - self._written_at < PROGRESS_INTERVAL_SECONDS:
+        self._length += len(delta)
+        if not progress_due(self._length, self._written, time.monotonic() - self._written_at):
             return
-        self._written_at = time.monotonic()
+        self._written_at, self._written = time.monotonic(), self._length
         try:
-            self._statuses.progress(*asdict(self._job).values(), self._token, "".join(self._text))
+            mine = self._statuses.progress(*asdict(self._job).values(), self._token, "".join(self._text))
         except Exception as error:
             self._logger.warning("turn_progress_suppressed", extra={"turn_id": self._job.turn_id,
                                                                      "error": type(error).__name__})
+            return
+        if not mine:
+            raise AnswerStopped()
+
+
+def progress_due(length: int, written: int, since_write: float) -> bool:
+    """Once per interval while the reply is small; past PROGRESS_SMALL_CHARS only when it grew by
+    PROGRESS_GROWTH since the last write: the writes' total size stays a small multiple of the reply."""
+    if since_write < PROGRESS_INTERVAL_SECONDS:
+        return False
+    return length <= PROGRESS_SMALL_CHARS or length >= written * PROGRESS_GROWTH
 
 
 def work(job: Job, *, memory: ResilientMemory, model: Model, statuses: TurnStatusStore, logger, clock=time.time) -> None:
@@ -139,7 +164,11 @@ def work(job: Job, *, memory: ResilientMemory, model: Model, statuses: TurnStatu
     try:
         result = run_turn(memory=memory, model=model, user_id=job.user_id, session_id=job.session_id,
                           message=status.message, records=(_Finish(statuses, job, token),), deadline=deadline,
-                          on_text=_Progress(statuses, job, token, logger), turn_id=job.turn_id)
+                          on_text=_Progress(statuses, job, token, logger), turn_id=job.turn_id,
+                          generation=status.generation)
+    except (Erased, AnswerStopped):
+        logger.info("turn_erased", extra={"turn_id": job.turn_id})
+        return
     except Exception as error:
         failure = turn_failure(error)
         if failure.code == "internal_error":

@@ -40,5 +40,9 @@ ASYNC_MODEL_SECONDS = ASYNC_TURN_SECONDS - MEMORY_WRITE_SECONDS - OVERHEAD_SECON
 # its last status write, so only a hung worker is ever killed (Lambda allows 900 s).
 WORKER_TIMEOUT_SECONDS = ASYNC_TURN_SECONDS + 30
 # A running turn's partial reply is written back at most this often: about once a second, as a
-# client polling it would see it, at one small UpdateItem per second of generation.
+# client polling it would see it. Each write rewrites the whole reply (a write unit per KB), so past
+# the first 4,000 characters (~17 s at 60 tokens/s) it is written only when it grew by a quarter:
+# an 8,192-token answer then costs ~40 writes and ~5x its size in write units, not one per second.
 PROGRESS_INTERVAL_SECONDS = 1.0
+PROGRESS_SMALL_CHARS = 4_000
+PROGRESS_GROWTH = 1.25

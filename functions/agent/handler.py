@@ -27,7 +27,7 @@ from agent.observability import logger, metrics, tracer
 from agent.providers import Model, ModelError, configured_model
 from agent.turn import run_turn
 from memory.client import dynamodb_client
-from memory.errors import InvalidToken, MemoryUnavailable, SessionNotFound
+from memory.errors import Erased, InvalidToken, MemoryUnavailable, SessionNotFound
 from memory.long_term import FactsLimitReached, InvalidFact
 from memory.turn_status import TurnStatusStore
 
@@ -43,8 +43,7 @@ if settings.provider == "anthropic" and os.environ.get("AWS_LAMBDA_INITIALIZATIO
     import anthropic  # noqa: F401
 dynamodb = dynamodb_client()
 memory = memory_from(settings, client=dynamodb, logger=logger)
-idempotency = Idempotency(conversations=memory.conversations, client=dynamodb, table_name=settings.sessions_table,
-                          logger=logger)
+idempotency = Idempotency(client=dynamodb, table_name=settings.sessions_table, logger=logger)
 statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
 dispatch = async_turns.dispatcher(settings.worker_function, logger=logger, run=lambda job: async_turns.work(
     job, memory=memory, model=model(), statuses=statuses, logger=logger))
@@ -156,8 +155,8 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
 
 
 def _accept_async(user_id: str, session_id: str, message: str) -> Response:
-    turn_id = async_turns.accept(statuses=statuses, dispatch=dispatch, user_id=user_id, session_id=session_id,
-                                 message=message)
+    turn_id = async_turns.accept(memory=memory, statuses=statuses, dispatch=dispatch, user_id=user_id,
+                                 session_id=session_id, message=message)
     return Response(
         status_code=HTTPStatus.ACCEPTED,
         content_type=content_types.APPLICATION_JSON,
@@ -208,13 +207,12 @@ def list_sessions() -> dict:
 
 @app.get("/memory", security=JWT, responses=_answers(*PROTECTED))
 def get_facts() -> dict:
-    return {"facts": {fact.key: fact.value for fact in memory.facts.all(caller())}}
+    return {"facts": {fact.key: fact.value for fact in memory.facts_of(caller())}}
 
 
 @app.put("/memory/<key>", security=JWT, responses=_answers(*PROTECTED, S.BAD_REQUEST, S.CONFLICT, S.REQUEST_ENTITY_TOO_LARGE))
 def put_fact(key: FactKey, request: FactRequest) -> dict:
-    user_id = caller()
-    memory.facts.put(user_id, key, request.value)
+    memory.put_fact(caller(), key, request.value)
     return {"facts": {key: request.value}}
 
 
@@ -227,9 +225,7 @@ def delete_fact(key: FactKey):
 
 @app.delete("/me", security=JWT, responses=_answers(*PROTECTED, success=S.NO_CONTENT))
 def erase_me():
-    user_id = caller()
-    memory.conversations.delete_user(user_id)
-    memory.facts.delete_user(user_id)
+    memory.erase_user(caller())
     return _no_content()
 
 
@@ -242,6 +238,13 @@ def api_error(error: ApiError) -> Response:
 @app.exception_handler(SessionNotFound)
 def session_not_found(_: SessionNotFound) -> Response:
     return _error(HTTPStatus.NOT_FOUND, "not_found", "no such session")
+
+
+@app.exception_handler(Erased)
+def erased(_: Erased) -> Response:
+    logger.info("turn_erased")
+    return _error(HTTPStatus.CONFLICT, "session_erased",
+                  "the session or its user was erased while this request ran; nothing of it was stored")
 
 
 @app.exception_handler(InvalidToken)

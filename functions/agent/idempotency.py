@@ -10,14 +10,17 @@ Our own conditional writes in the sessions table, not Powertools idempotency, be
   Powertools fails the request with IdempotencyPersistenceLayerError when its table fails.
 A request without the header costs nothing: none of this runs.
 
-The record has two states. `running`: claimed with a conditional Put before the turn starts,
-under the session's fence (ConversationStore.write_in_session: a racing DELETE cannot leave it behind);
-a retry meanwhile gets 409. It expires after RUNNING_SECONDS, longer than the function may run, so
-an expired claim means the first attempt died. `done`: stored with the turn, kept REPLAY_SECONDS; a
-retry gets the stored reply and the model is not called. When the turn fails (memory read, model)
-or its append is suppressed, the claim is released, so the client's retry runs the turn again.
-If the claim itself cannot be written, the turn runs anyway (logged as memory_write_suppressed):
-idempotency degrades to at-least-once, the turn never fails for it.
+The record has two states. `running`: claimed with a conditional PutItem before the turn starts;
+a retry meanwhile gets 409. Requests with the same key are the only writers that ever meet on it:
+a PutItem that finds the record held by the first request's finishing transaction fails with
+TransactionConflict, which is also a 409. It expires after RUNNING_SECONDS, longer than the function
+may run, so an expired claim means the first attempt died. `done`: stored with the turn, in its
+transaction, on the condition that the claim is still this request's: erasure deletes the claim,
+and the turn cannot land after it. Kept REPLAY_SECONDS; a retry gets the stored reply and the model
+is not called. When the turn fails (memory read, model) or its append is suppressed, the claim is
+released, so the client's retry runs the turn again. If the claim cannot be written for any other
+reason, the turn runs anyway (logged as memory_write_suppressed): idempotency degrades to
+at-least-once, the turn never fails for it.
 """
 
 import hashlib
@@ -29,13 +32,12 @@ from dataclasses import dataclass, replace
 from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.turn import TurnResult
-from memory.conversation import ConversationStore, session_key
-from memory.errors import MemoryUnavailable, WriteRejected
+from memory.dynamo import condition_failed
+from memory.keys import IDEMPOTENCY_PREFIX, session_key
 from memory.turns import Turn
 
 # Printable ASCII without spaces: UUIDs, ULIDs, base64 tokens.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
-IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
 # The function times out after 25 s (infra/agent_function.py): a claim older than this is dead.
 RUNNING_SECONDS = 60
 REPLAY_SECONDS = 24 * 3600
@@ -76,12 +78,15 @@ class Claim:
             "context_facts_omitted": {"N": str(result.context_facts_omitted)},
             "expires_at": {"N": str(self.done_expires_at)},
         }
-        return {"Put": {"TableName": self.table, "Item": item}}
+        if not self.token:  # no claim was written: nothing to hold on to
+            return {"Put": {"TableName": self.table, "Item": item}}
+        return {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "#token = :token",
+                        "ExpressionAttributeNames": {"#token": "token"},
+                        "ExpressionAttributeValues": {":token": {"S": self.token}}}}
 
 
 class Idempotency:
-    def __init__(self, *, conversations: ConversationStore, client, table_name: str, logger, clock=time.time):
-        self._conversations = conversations
+    def __init__(self, *, client, table_name: str, logger, clock=time.time):
         self._client = client
         self._table = table_name
         self._logger = logger
@@ -130,11 +135,16 @@ class Idempotency:
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         try:
-            self._conversations.write_in_session(user_id, session_id, [{"Put": put}], create_session=True)
-        except WriteRejected as rejected:
-            return _existing(user_id, session_id, claim, rejected.reasons[0]["Item"])
-        except MemoryUnavailable as error:
-            self._suppressed(session_id, error.__cause__ or error)
+            self._client.put_item(**put)
+        except ClientError as error:
+            if condition_failed(error):
+                return _existing(user_id, session_id, claim, error.response["Item"])
+            if error.response["Error"]["Code"] == "TransactionConflictException":
+                raise TurnInProgress() from None  # the first request is storing its turn right now
+            self._suppressed(session_id, error)
+            return replace(claim, token=None)
+        except BotoCoreError as error:
+            self._suppressed(session_id, error)
             return replace(claim, token=None)
         return claim
 
@@ -151,7 +161,7 @@ class Idempotency:
                 ExpressionAttributeValues={":token": {"S": claim.token}},
             )
         except (ClientError, BotoCoreError) as error:
-            if not _condition_failed(error):
+            if not condition_failed(error):
                 self._suppressed(session_id, error)
 
     def _suppressed(self, session_id: str, error: Exception) -> None:
@@ -179,10 +189,6 @@ def _existing(user_id: str, session_id: str, claim: Claim, item: dict) -> TurnRe
         truncated=item.get("truncated", {}).get("BOOL", False),
         write="ok",
     )
-
-
-def _condition_failed(error: Exception) -> bool:
-    return isinstance(error, ClientError) and error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
 def _sha256(text: str) -> str:

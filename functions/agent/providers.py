@@ -65,6 +65,13 @@ class DeadlineReached(ModelError):
         super().__init__("the turn's model budget is spent", transient=True)
 
 
+class AnswerStopped(ModelError):
+    """`on_text` stopped the answer: nobody will read it (its turn was erased). Never retried."""
+
+    def __init__(self):
+        super().__init__("the answer was stopped by its reader", transient=False)
+
+
 class Model(Protocol):
     def complete(
         self,

@@ -9,7 +9,9 @@ from typing import Protocol
 from agent.budget import SYNC_MODEL_SECONDS
 from agent.prompt import facts_room, facts_tokens, fit_facts, system_prompt
 from agent.providers import DeadlineReached, Model
+from memory.errors import Erased
 from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact, valid_key
+from memory.registry import Fence
 from memory.resilient import ResilientMemory
 from memory.turns import Turn, Usage, iso, new_turn_id
 from memory.window import estimate_tokens, message_tokens
@@ -102,6 +104,7 @@ def run_turn(
     deadline: float | None = None,
     on_text: Callable[[str], None] | None = None,
     turn_id: str | None = None,
+    generation: str | None = None,
     clock=time.time,
 ) -> TurnResult:
     """Load memory (fails fast), run the tool loop, store the turn (best effort).
@@ -109,10 +112,14 @@ def run_turn(
     `deadline` (time.monotonic()) ends the model's part of the turn, SYNC_MODEL_SECONDS after its
     start by default; an answer it cuts short is the reply, `truncated`. A ModelError propagates
     before anything of the turn is stored. `records` are stored in the same transaction as the turn.
-    `turn_id` is the id an asynchronous turn was given when it was accepted."""
+    `turn_id` and `generation` are the id an asynchronous turn was given when it was accepted and
+    the session's generation then. Raises Erased, nothing stored and no tool run, when the session or
+    its user was erased after the turn began (or, asynchronous, after it was accepted)."""
     started = clock()
     deadline = time.monotonic() + SYNC_MODEL_SECONDS if deadline is None else deadline
     context = memory.load(user_id, session_id)
+    if generation is not None and context.fence.generation != generation:
+        raise Erased()
     new_messages: list[dict] = [{"role": "user", "content": message}]
     fixed = fixed_tokens(new_messages[0])
     facts = fit_facts(context.facts, facts_room(memory.window, context.turns, fixed))
@@ -143,7 +150,7 @@ def run_turn(
         if response.stop_reason != "tool_use" or not tool_calls:
             break
         new_messages.append({"role": "user", "content": [
-            _run_tool(memory, user_id, session_id, call) if number < MAX_TOOL_CALLS_PER_ANSWER
+            _run_tool(memory, user_id, session_id, call, context.fence) if number < MAX_TOOL_CALLS_PER_ANSWER
             else _tool_result(call, f"error: at most {MAX_TOOL_CALLS_PER_ANSWER} tool calls per answer; "
                                     "this one was not run", error=True)
             for number, call in enumerate(tool_calls)
@@ -166,27 +173,27 @@ def run_turn(
         truncated=truncated,
         context_facts_omitted=facts_omitted,
     )
-    return replace(result, write=memory.append(turn, tuple(r.record(result) for r in records)))
+    return replace(result, write=memory.append(turn, context.fence, tuple(r.record(result) for r in records)))
 
 
 def reply_text(message: dict) -> str:
     return "".join(block.get("text", "") for block in message["content"] if block["type"] == "text")
 
 
-def _run_tool(memory: ResilientMemory, user_id: str, session_id: str, call: dict) -> dict:
+def _run_tool(memory: ResilientMemory, user_id: str, session_id: str, call: dict, fence: Fence) -> dict:
     """The tools act for the caller only: user_id comes from the identity, never from the model."""
     tool_input = call.get("input") if isinstance(call.get("input"), dict) else {}
     key, value = tool_input.get("key"), tool_input.get("value")
     if call["name"] == "remember":
         try:
-            outcome = memory.remember(user_id, session_id, key, value)
+            outcome = memory.remember(user_id, session_id, key, value, fence)
         except (InvalidFact, FactsLimitReached) as refusal:
             return _tool_result(call, f"error: {refusal}; nothing was stored", error=True)
         text = f"remembered {key}"
     elif call["name"] == "forget":
         if not valid_key(key):
             return _tool_result(call, f"error: key must match {FACT_KEY}", error=True)
-        outcome = memory.forget(user_id, session_id, key)
+        outcome = memory.forget(user_id, session_id, key, fence)
         text = f"forgot {key}"
     else:
         return _tool_result(call, f"error: unknown tool {call['name']}", error=True)

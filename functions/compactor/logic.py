@@ -12,7 +12,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from agent.providers import Model
 from agent.turn import TOOLS
-from memory.conversation import TURN_PREFIX, ConversationStore, session_ids
+from memory.conversation import ConversationStore
+from memory.keys import TURN_PREFIX, session_ids
 from memory.turns import Turn
 from memory.window import CHARS_PER_TOKEN, Summary, estimate_tokens, turn_tokens
 
@@ -41,13 +42,17 @@ class Compactor:
         self._max_input_tokens = max_input_tokens
 
     def compact(self, user_id: str, session_id: str) -> str:
-        summary, recent = self._conversations.load_window(user_id, session_id, limit=self._trigger)
+        fence = self._conversations.registry.fence(user_id, session_id)
+        if fence is None:  # erased since the turn that triggered this run
+            return NOT_DUE
+        summary, recent = self._conversations.window(user_id, session_id, limit=self._trigger, summary=True,
+                                                     fence=lambda: fence)
         if len(recent) < self._trigger:
             return NOT_DUE
         first_kept = recent[-self._keep].turn_id
         # From the first uncovered turn on, even if more than `trigger` piled up: coverage never skips.
         older = self._conversations.turns_after(
-            user_id, session_id, after=summary.covered_through if summary else None, limit=self._trigger
+            user_id, session_id, after=summary.covered_through if summary else None, limit=self._trigger, fence=fence
         )
         fold = self._fitting([turn for turn in older if turn.turn_id < first_kept], summary)
         if not fold:  # the session was deleted between the two reads
@@ -59,7 +64,7 @@ class Compactor:
             covered_turns=(summary.covered_turns if summary else 0) + len(fold),
             tokens=estimate_tokens(text),
         )
-        saved = self._conversations.save_summary(user_id, session_id, new, replaces=summary)
+        saved = self._conversations.save_summary(user_id, session_id, new, replaces=summary, fence=fence)
         return COMPACTED if saved else SUPERSEDED
 
     def _fitting(self, turns: list[Turn], summary: Summary | None) -> list[Turn]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from .conversation import batch_write_all, cancelled_by, transact_write, translate_errors
+from .dynamo import batch_get, cancelled_by, delete_all, query_all, transact_write, translate_errors
 from .errors import MemoryUnavailable
 from .turns import iso
 
@@ -48,6 +48,7 @@ class Fact:
     key: str
     value: str
     updated_at: str
+    mark: int = 0  # the user's erasure mark its writer read (memory.registry): visible while it is current
 
 
 @dataclass(frozen=True)
@@ -89,20 +90,14 @@ class FactStore:
 
     @translate_errors
     def all(self, user_id: str) -> list[Fact]:
-        """The user's facts, most recently updated first."""
-        facts, start = [], None
-        while True:
-            page = self._client.query(
-                TableName=self._table,
-                KeyConditionExpression="user_id = :user AND fact_key > :usage",
-                ExpressionAttributeValues={":user": {"S": user_id}, ":usage": {"S": USAGE_KEY}},
-                ConsistentRead=True,
-                **({"ExclusiveStartKey": start} if start else {}),
-            )
-            facts += [Fact(item["fact_key"]["S"], item["value"]["S"], item["updated_at"]["S"]) for item in page["Items"]]
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return sorted(facts, key=lambda fact: fact.updated_at, reverse=True)
+        """Every fact stored for the user, of any mark, most recently updated first."""
+        items = query_all(self._client, TableName=self._table,
+                          KeyConditionExpression="user_id = :user AND fact_key > :usage",
+                          ExpressionAttributeValues={":user": {"S": user_id}, ":usage": {"S": USAGE_KEY}},
+                          ConsistentRead=True)
+        facts = [Fact(item["fact_key"]["S"], item["value"]["S"], item["updated_at"]["S"],
+                      int(item.get("mark", {"N": "0"})["N"])) for item in items]
+        return sorted(facts, key=lambda fact: fact.updated_at, reverse=True)
 
     def check(self, key, value) -> None:
         """Raises InvalidFact unless `key` and `value` can be stored: the API and the tool alike."""
@@ -116,8 +111,9 @@ class FactStore:
             raise InvalidFact("value must be one line of text, without control characters")
 
     @translate_errors
-    def put(self, user_id: str, key: str, value: str) -> None:
-        """Raises InvalidFact, or FactsLimitReached past a cap (nothing stored then)."""
+    def put(self, user_id: str, key: str, value: str, *, mark: int = 0) -> None:
+        """Stores the fact stamped with the user's erasure `mark` its writer read. Raises
+        InvalidFact, or FactsLimitReached past a cap (nothing stored then)."""
         self.check(key, value)
         for _ in range(WRITE_TRIES):
             old, totals = self._read(user_id, key)
@@ -131,7 +127,7 @@ class FactStore:
                 if refusal := self._refusal(stored, change):
                     raise FactsLimitReached(refusal)
                 usage = self._set_usage(user_id, stored + change, was=totals)
-            if self._write(self._put_fact(user_id, key, value, old), usage):
+            if self._write(self._put_fact(user_id, key, value, old, mark), usage):
                 return
         raise MemoryUnavailable("too many concurrent writes to this user's facts")
 
@@ -151,26 +147,23 @@ class FactStore:
         raise MemoryUnavailable("too many concurrent writes to this user's facts")
 
     @translate_errors
-    def delete_user(self, user_id: str) -> int:
-        keys = [fact.key for fact in self.all(user_id)]
-        # The usage item goes in the first batch: if a later one fails, the next put recounts what is left.
-        batch_write_all(
-            self._client,
-            self._table,
-            [{"DeleteRequest": {"Key": self._key(user_id, key)}} for key in [USAGE_KEY, *keys]],
-        )
+    def erase(self, user_id: str, *, before_mark: int) -> int:
+        """Every fact of an erasure mark older than `before_mark`, and the totals; returns how many."""
+        keys = [fact.key for fact in self.all(user_id) if fact.mark < before_mark]
+        # The totals go in the first batch: if a later one fails, the next put recounts what is left.
+        delete_all(self._client, self._table, [self._key(user_id, key) for key in [USAGE_KEY, *keys]])
         return len(keys)
 
     def _read(self, user_id: str, key: str) -> tuple[str | None, Totals | None]:
-        """The fact's stored value and the user's totals, read together (serialisably)."""
-        fact, usage = self._client.transact_get_items(TransactItems=[
-            {"Get": {"TableName": self._table, "Key": self._key(user_id, key)}},
-            {"Get": {"TableName": self._table, "Key": self._key(user_id, USAGE_KEY)}},
-        ])["Responses"]
-        old = fact["Item"]["value"]["S"] if "Item" in fact else None
-        if "Item" not in usage:
+        """The fact's stored value and the user's totals, read consistently. Not a TransactGetItems:
+        DynamoDB cancels one that meets any write in flight, and the write's conditions (the fact
+        and the totals as read) already refuse a write based on a stale read."""
+        items = {item["fact_key"]["S"]: item for item in batch_get(
+            self._client, self._table, [self._key(user_id, key), self._key(user_id, USAGE_KEY)])}
+        old = items[key]["value"]["S"] if key in items else None
+        if USAGE_KEY not in items:
             return old, None
-        return old, Totals(int(usage["Item"]["fact_count"]["N"]), int(usage["Item"]["fact_bytes"]["N"]))
+        return old, Totals(int(items[USAGE_KEY]["fact_count"]["N"]), int(items[USAGE_KEY]["fact_bytes"]["N"]))
 
     def _stored(self, user_id: str) -> Totals:
         facts = self.all(user_id)
@@ -194,8 +187,9 @@ class FactStore:
             raise
         return True
 
-    def _put_fact(self, user_id: str, key: str, value: str, old: str | None) -> dict:
-        item = {**self._key(user_id, key), "value": {"S": value}, "updated_at": {"S": iso(self._clock())}}
+    def _put_fact(self, user_id: str, key: str, value: str, old: str | None, mark: int) -> dict:
+        item = {**self._key(user_id, key), "value": {"S": value}, "updated_at": {"S": iso(self._clock())},
+                "mark": {"N": str(mark)}}
         return {"Put": {"TableName": self._table, "Item": item, **_as_read(old)}}
 
     def _set_usage(self, user_id: str, totals: Totals, *, was: Totals | None) -> dict:

@@ -1,16 +1,17 @@
-"""The memory the agent sees: reads fail fast, best-effort writes never fail the turn."""
+"""The memory the agent sees: reads fail fast, best-effort writes never fail the turn, and every
+write is fenced against erasure (memory.registry)."""
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .conversation import ConversationStore
+from .dynamo import POOL
+from .errors import Erased
 from .long_term import Fact, FactsLimitReached, FactStore, InvalidFact
+from .registry import Fence
 from .turns import Turn
 from .window import Summary, WindowPolicy
-
-# Shared by every request of the process: the session window and the facts load side by side.
-_READ_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="memory-read")
 
 
 class WriteDrillFault(Exception):
@@ -21,6 +22,7 @@ class WriteDrillFault(Exception):
 class MemoryContext:
     turns: list[Turn]
     facts: list[Fact]  # most recently updated first
+    fence: Fence  # what every write of this turn is stamped with and confirmed against
     summary: Summary | None = None
 
 
@@ -44,34 +46,86 @@ class ResilientMemory:
         self._write_drill_until = write_drill_until
         self._clock = clock
 
+    @property
+    def registry(self):
+        return self.conversations.registry
+
     def load(self, user_id: str, session_id: str) -> MemoryContext:
-        """Raises MemoryUnavailable if either read fails: the turn is not answered without memory."""
-        # The window is read on this thread while the pool reads the facts: the same two parallel
-        # round trips with one thread hand-off instead of two (benchmarks/overhead.py).
-        facts = _READ_POOL.submit(self.facts.all, user_id)
-        if self.window.uses_summary:
-            summary, turns = self.conversations.load_window(user_id, session_id, limit=self._max_turns)
-        else:
-            summary, turns = None, self.conversations.load(user_id, session_id, limit=self._max_turns)
-        return MemoryContext(turns=turns, facts=facts.result(), summary=summary)
+        """The session's fence (registering a new session), window and the user's facts, read side
+        by side. Raises MemoryUnavailable if a read fails (the turn is not answered without memory),
+        Erased if DELETE /me began while the session registered."""
+        fence = POOL.submit(self.registry.open, user_id, session_id)
+        facts = POOL.submit(self.facts.all, user_id)
+        summary, turns = self.conversations.window(
+            user_id, session_id, limit=self._max_turns, summary=self.window.uses_summary,
+            fence=fence.result,
+        )
+        live = fence.result()
+        return MemoryContext(turns=turns, facts=_current(facts.result(), live.mark), fence=live, summary=summary)
 
-    def append(self, turn: Turn, also: tuple[dict, ...] = ()) -> str:
-        """Stores the turn (and `also`, atomically); returns "ok", or "suppressed" after logging why it could not."""
-        return self._best_effort(turn.session_id, self.conversations.append, turn, also)
+    def facts_of(self, user_id: str) -> list[Fact]:
+        """The user's facts (GET /memory): those of the user's current erasure mark."""
+        facts = POOL.submit(self.facts.all, user_id)
+        mark = self.registry.mark(user_id)
+        return _current(facts.result(), mark)
 
-    def remember(self, user_id: str, session_id: str, key: str, value: str) -> str:
-        """Raises InvalidFact or FactsLimitReached: a refusal is an answer for the model, not a failed write."""
-        return self._best_effort(session_id, self.facts.put, user_id, key, value)
+    def put_fact(self, user_id: str, key: str, value: str) -> None:
+        """PUT /memory: not best effort, the caller asked for this write. Raises InvalidFact,
+        FactsLimitReached, MemoryUnavailable, or Erased (DELETE /me ran meanwhile: nothing stored)."""
+        mark = self.registry.mark(user_id)
+        self.facts.put(user_id, key, value, mark=mark)
+        self._confirm_facts(user_id, mark)
 
-    def forget(self, user_id: str, session_id: str, key: str) -> str:
-        return self._best_effort(session_id, self.facts.delete, user_id, key)
+    def erase_user(self, user_id: str) -> None:
+        """DELETE /me: moves the user's erasure mark first (every writer that read the old one now
+        fails its confirm), then erases every session and fact of an older mark."""
+        mark = self.registry.advance(user_id)
+        self.conversations.erase_user(user_id, mark)
+        self.facts.erase(user_id, before_mark=mark)
 
-    def _best_effort(self, session_id: str, write, *args) -> str:
+    def append(self, turn: Turn, fence: Fence | None = None, also: tuple[dict, ...] = ()) -> str:
+        """Stores the turn (and `also`, atomically); returns "ok", or "suppressed" after logging why
+        it could not. Raises Erased: a turn of an erased session is not a failed write."""
+        return self._best_effort(turn.session_id, lambda: self.conversations.append(turn, fence, also))
+
+    def remember(self, user_id: str, session_id: str, key: str, value: str, fence: Fence | None = None) -> str:
+        """Stores a fact for a turn that read `fence` (None: read it now). Raises InvalidFact or
+        FactsLimitReached (a refusal is an answer for the model, not a failed write), Erased when
+        the session or the user was erased since: no tool runs for it then."""
+        def write() -> None:
+            mark = self._still(user_id, session_id, fence).mark
+            self.facts.put(user_id, key, value, mark=mark)
+            self._confirm_facts(user_id, mark)
+
+        return self._best_effort(session_id, write)
+
+    def forget(self, user_id: str, session_id: str, key: str, fence: Fence | None = None) -> str:
+        def write() -> None:
+            self._still(user_id, session_id, fence)
+            self.facts.delete(user_id, key)
+
+        return self._best_effort(session_id, write)
+
+    def _still(self, user_id: str, session_id: str, fence: Fence | None) -> Fence:
+        if fence is None:
+            return self.registry.open(user_id, session_id)
+        self.registry.check(user_id, session_id, fence)
+        return fence
+
+    def _confirm_facts(self, user_id: str, mark: int) -> None:
+        """After a fact write: if DELETE /me moved the mark meanwhile, its sweep may have run before
+        the write landed, so this writer sweeps again and raises Erased."""
+        current = self.registry.mark(user_id)
+        if current != mark:
+            self.facts.erase(user_id, before_mark=current)
+            raise Erased()
+
+    def _best_effort(self, session_id: str, write: Callable[[], object]) -> str:
         try:
             if self._write_drill_until and self._clock() < self._write_drill_until:
                 raise WriteDrillFault("alarm drill in progress")
-            write(*args)
-        except (InvalidFact, FactsLimitReached):
+            write()
+        except (InvalidFact, FactsLimitReached, Erased):
             raise
         except Exception as error:  # any failure of a best-effort write is suppressed, visibly
             cause = error.__cause__ or error
@@ -81,3 +135,7 @@ class ResilientMemory:
             )
             return "suppressed"
         return "ok"
+
+
+def _current(facts: list[Fact], mark: int) -> list[Fact]:
+    return [fact for fact in facts if fact.mark == mark]

@@ -11,7 +11,8 @@ from conftest import COMPACTOR_HANDLER
 from infra import compactor as compactor_infra
 from infra.settings import STRATEGIES
 from memory import window
-from memory.conversation import ConversationStore, session_key
+from memory.conversation import ConversationStore
+from memory.keys import session_key
 from memory.turns import Turn, Usage
 
 

@@ -19,7 +19,7 @@ from local.dynamodb import ROOT, embedded_dynamodb, free_port
 from local.server import configure, make_server
 from local.tables import control_plane_client, ensure_tables
 from memory.client import dynamodb_client
-from memory.conversation import registry_key, session_key
+from memory.keys import registry_key, session_key
 
 SESSIONS_TABLE, LONG_TERM_TABLE = "it-sessions", "it-long-term"
 STACK_ENV = {"SESSIONS_TABLE_NAME": SESSIONS_TABLE, "LONG_TERM_TABLE_NAME": LONG_TERM_TABLE,

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import LONG_TERM_TABLE, SESSIONS_TABLE, as_user, expire
 from memory.client import dynamodb_client
-from memory.conversation import REGISTRY_PREFIX, session_key
+from memory.keys import REGISTRY_PREFIX, session_key
 
 MANY = 30  # more than one BatchWriteItem of 25
 

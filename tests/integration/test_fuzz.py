@@ -15,7 +15,7 @@ from conftest import SESSIONS_TABLE, as_user
 from fakes import ScriptedModel, text, tool_use
 from faults import recording
 from memory.client import dynamodb_client
-from memory.conversation import TURN_PREFIX, session_key
+from memory.keys import TURN_PREFIX, session_key
 
 # Per operation and mode: 9 operations x 2 modes x 20 = at most 360 requests, a few seconds.
 FUZZ_EXAMPLES = 20

@@ -9,7 +9,7 @@ from agent.idempotency import IDEMPOTENCY_PREFIX
 from conftest import SESSIONS_TABLE, as_user, expire
 from fakes import ScriptedModel, text
 from memory.client import dynamodb_client
-from memory.conversation import session_key
+from memory.keys import session_key
 
 
 def say(api, user, session, message, **headers):

@@ -7,7 +7,8 @@ import uuid
 from agent.config import MAX_TURNS_LIMIT
 from conftest import SESSIONS_TABLE
 from memory.client import dynamodb_client
-from memory.conversation import ConversationStore, batch_write_all, turn_item
+from memory.conversation import ConversationStore, turn_item
+from memory.dynamo import batch_write_all
 from memory.turns import Turn, Usage, iso
 
 TURN_CHARS = 3_000  # 500 of them: ~1.5 MB, past one page

@@ -10,7 +10,7 @@ from agent.turn import run_turn
 from compactor.logic import COMPACTED, NOT_DUE, SUPERSEDED, Compactor, process
 from fakes import ScriptedModel, captured_logs, text
 from infra.tables import COMPACTION_ACTIONS
-from memory.conversation import SUMMARY_SK, TURN_PREFIX, session_key
+from memory.keys import SUMMARY_SK, TURN_PREFIX, session_key
 from memory.turns import Turn, Usage
 from memory.window import CHARS_PER_TOKEN, WindowPolicy
 

@@ -1,7 +1,9 @@
 import pytest
 
-from memory.conversation import SECONDS_PER_DAY, registry_key, session_key
-from memory.errors import MemoryUnavailable, SessionNotFound, WriteRejected
+from memory.keys import registry_key, session_key
+from memory.registry import SECONDS_PER_DAY
+from memory.errors import Erased, MemoryUnavailable, SessionNotFound
+from memory.keys import mark_key
 from memory.turns import Turn, Usage, iso, new_turn_id
 
 
@@ -105,7 +107,7 @@ def test_delete_removes_every_item_of_the_session(conversations, clock):
 def test_the_same_turn_is_never_stored_twice(conversations, clock):
     turn = make_turn(clock, 0)
     conversations.append(turn)
-    with pytest.raises(WriteRejected):
+    with pytest.raises(MemoryUnavailable):
         conversations.append(turn)
     history, _ = conversations.history("u1", "s1", limit=10)
     assert len(history) == 1
@@ -115,31 +117,44 @@ def test_delete_user_removes_all_their_sessions_only(conversations, clock):
     for session in ("a", "b"):
         conversations.append(make_turn(clock, 0, session=session))
     conversations.append(make_turn(clock, 0, user="u2", session="a"))
-    assert conversations.delete_user("u1") == 2
+    assert conversations.erase_user("u1", conversations.registry.advance("u1")) == 2
     assert conversations.sessions("u1") == []
     assert [s.session_id for s in conversations.sessions("u2")] == ["a"]
 
 
-def test_a_fenced_write_that_may_not_start_a_session_is_refused_once_it_is_gone(conversations, dynamodb, clock):
-    # Given a session that was deleted
+def test_a_turn_of_a_session_deleted_after_it_began_is_not_stored(conversations, dynamodb, clock):
+    # Given a turn that read its session's fence, then the session was deleted
     conversations.append(make_turn(clock, 0))
+    fence = conversations.registry.open("u1", "s1")
     conversations.delete("u1", "s1")
-    record = {"Put": {"TableName": "sessions", "Item": {"pk": {"S": session_key("u1", "s1")}, "sk": {"S": "STATUS#t"},
-                                                        "expires_at": {"N": str(int(clock.now) + 60)}}}}
-    # When a write that may not start a session comes late
-    with pytest.raises(WriteRejected) as rejected:
-        conversations.write_in_session("u1", "s1", [record], create_session=False)
-    # Then it is refused as such, and nothing was stored
-    assert rejected.value.session_gone
+    # When the turn stores its answer
+    with pytest.raises(Erased):
+        conversations.append(make_turn(clock, 1), fence)
+    # Then it is refused and removed: nothing of the session is left
     assert dynamodb.scan(TableName="sessions")["Items"] == []
 
 
-def test_every_fenced_write_moves_the_version_a_delete_checks(conversations, dynamodb, clock):
+def test_a_turn_that_began_before_the_users_erasure_is_not_stored(conversations, dynamodb, clock):
+    # Given a turn that read its fence before DELETE /me moved the user's mark and erased the session
     conversations.append(make_turn(clock, 0))
-    record = {"Put": {"TableName": "sessions", "Item": {"pk": {"S": session_key("u1", "s1")}, "sk": {"S": "STATUS#t"},
-                                                        "expires_at": {"N": str(int(clock.now) + 60)}}}}
-    conversations.write_in_session("u1", "s1", [record], create_session=False)
+    fence = conversations.registry.open("u1", "s1")
+    conversations.erase_user("u1", conversations.registry.advance("u1"))
+    # When it stores its answer, even into a session of the same name that a new turn started
+    conversations.append(make_turn(clock, 2))
+    with pytest.raises(Erased):
+        conversations.append(make_turn(clock, 1), fence)
+    # Then only the new turn is left, beside the mark (which names nobody)
+    assert [t.messages[0]["content"] for t in conversations.load("u1", "s1", limit=10)] == ["message 2"]
+    keys = {item["sk"]["S"] for item in dynamodb.scan(TableName="sessions")["Items"]}
+    assert len(keys) == 3 and mark_key("u1")["sk"]["S"] in keys
+    assert all("u1" not in item["pk"]["S"] for item in dynamodb.scan(TableName="sessions")["Items"]
+               if item["sk"]["S"] == mark_key("u1")["sk"]["S"])
+
+
+def test_the_entry_counts_turns_and_outlives_every_item_of_its_session(conversations, dynamodb, clock):
+    conversations.append(make_turn(clock, 0))
+    conversations.append(make_turn(clock, 1))
     entry = dynamodb.get_item(TableName="sessions", Key=registry_key("u1", "s1"))["Item"]
-    assert entry["version"] == {"N": "2"} and entry["turn_count"] == {"N": "1"}
+    assert entry["turn_count"] == {"N": "2"}
     # The entry outlives every item of its session, whatever order TTL deletes them in
     assert int(entry["expires_at"]["N"]) > int(clock.now) + 30 * SECONDS_PER_DAY

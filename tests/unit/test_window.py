@@ -9,6 +9,7 @@ from agent.prompt import FACTS_SHARE_PERCENT, facts_room, facts_tokens, read_fac
 from agent.turn import TOOLS, fixed_tokens, run_turn
 from fakes import ScriptedModel, text, tool_use
 from memory.long_term import Fact
+from memory.registry import Fence
 from memory.resilient import MemoryContext
 from memory.turns import Turn, Usage
 from memory.window import (
@@ -128,13 +129,13 @@ class InMemory:
     """ResilientMemory's surface as run_turn uses it, over a fixed history."""
 
     def __init__(self, turns, summary, window, facts=FACTS):
-        self.context = MemoryContext(turns=turns, facts=facts, summary=summary)
+        self.context = MemoryContext(turns=turns, facts=facts, summary=summary, fence=Fence("g", 0))
         self.window = window
 
     def load(self, user_id, session_id):
         return self.context
 
-    def append(self, turn, also=()):
+    def append(self, turn, fence=None, also=()):
         return "ok"
 
     def remember(self, *args):
