@@ -127,11 +127,10 @@ def _seed(admin, table: str, store: ConversationStore, size: int) -> dict:
     session = f"history-{size}"
     turns = [synthetic_turn(session, n, random.Random(size - n)) for n in range(1, size + 1)]
     expires_at = int(time.time()) + 30 * 86_400
-    items = [turn_item(turn, expires_at=expires_at) for turn in turns]
-    # The newest turn is appended as the agent appends one: that registers the session, whose
-    # summary may then be stored (a summary never starts a session).
+    fence = store.registry.open("bench", session)
+    items = [turn_item(turn, expires_at=expires_at, generation=fence.generation) for turn in turns]
     batch_write_all(admin, table, [{"PutRequest": {"Item": item}} for item in items[:-1]])
-    store.append(turns[-1])
+    store.append(turns[-1], fence)
     if size >= TRIGGER:
         covered = size - KEEP
         tokens = min(SUMMARY_TOKENS_PER_TURN * covered, SUMMARY_MAX_TOKENS)
@@ -139,7 +138,7 @@ def _seed(admin, table: str, store: ConversationStore, size: int) -> dict:
         text = " ".join(words.choice(WORDS) for _ in range(tokens))[: tokens * 4]
         summary = Summary(text=text, covered_through=turns[covered - 1].turn_id, covered_turns=covered,
                           tokens=estimate_tokens(text))
-        assert store.save_summary("bench", session, summary, replaces=None)
+        assert store.save_summary("bench", session, summary, replaces=None, fence=fence)
     return {"session": session, "written": sum(map(item_bytes, items)) / size}
 
 

@@ -205,7 +205,8 @@ class ConversationStore:
             self._client.put_item(**put)
         try:
             self.registry.confirm_turn(turn.user_id, turn.session_id, fence, turn_expires_at=expires_at)
-        except Erased:
+        except (Erased, MemoryUnavailable):
+            # Unconfirmed, a turn may belong to an erased session: it is not kept, whatever failed.
             self._discard([item_key(turn.user_id, turn.session_id, TURN_PREFIX + turn.turn_id),
                            *(_key_of(item) for item in also)])
             raise

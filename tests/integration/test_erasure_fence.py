@@ -1,6 +1,6 @@
 """What erasure must survive besides racing writes (tests/integration/test_erasure_race.py): TTL
-deleting in the worst order, an index that lags, eventually consistent reads, and transactions
-cancelled by conflicts."""
+deleting in the worst order, an index that lags, eventually consistent reads, and writers that read
+their fence before the delete landing in the middle of it."""
 
 import time
 import uuid
@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from agent.observability import logger
 from conftest import SESSIONS_TABLE, as_user
 from fakes import captured_logs
-from faults import TRANSACTION_CONFLICT
 from memory.client import dynamodb_client
-from memory.conversation import REGISTRY_PREFIX, SECONDS_PER_DAY, TURN_PREFIX, ConversationStore, session_key
+from memory.conversation import ConversationStore
+from memory.errors import Erased
+from memory.keys import REGISTRY_PREFIX
+from memory.registry import SECONDS_PER_DAY
+from memory.turn_status import TurnStatusStore
 from memory.turns import Turn, Usage, iso, new_turn_id
 from test_erasure import items_of, say
 
@@ -99,6 +102,8 @@ def test_every_read_of_the_sessions_table_is_strongly_consistent(api, user, hand
     def record(params, model, **_):
         if params.get("TableName") == SESSIONS_TABLE and model.name in ("Query", "GetItem", "Scan"):
             reads.append((model.name, params.get("ConsistentRead"), params.get("IndexName")))
+        elif model.name == "BatchGetItem" and SESSIONS_TABLE in params["RequestItems"]:
+            reads.append((model.name, params["RequestItems"][SESSIONS_TABLE].get("ConsistentRead"), None))
 
     handler.dynamodb.meta.events.register("provide-client-params.dynamodb", record)
     try:
@@ -142,25 +147,35 @@ def _once_on(client, event: str, action):
 
 
 def test_writes_landing_inside_a_delete_are_erased_with_it(api, user, handler, reliability):
-    # Given a session, and another instance that writes into it at the delete's worst moment: after
-    # the delete read the session's items, before it deleted them and took the fence down
+    # Given a session, and another instance whose turn and async status read the session's fence
+    # before the delete, and write at its worst moment: after it read the session's items, before it
+    # deleted them
     say(api, user, "s", "first")
     other = _backdoor()
-    claim = {"Put": {"TableName": SESSIONS_TABLE, "Item": {
-        "pk": {"S": session_key(user, "s")}, "sk": {"S": "IDEMPOTENCY#racing"}, "state": {"S": "running"},
-        "expires_at": {"N": str(int(time.time()) + 60)}}}}
-    hook = _once_on(handler.dynamodb, "before-send.dynamodb.BatchWriteItem", lambda: (
-        other.append(_turn(user, 1, "s")), other.write_in_session(user, "s", [claim], create_session=True)))
+    fence = other.registry.open(user, "s")
+    statuses = TurnStatusStore(client=other._client, table_name=SESSIONS_TABLE, conversations=other)
+    refused = []
+
+    def write_late() -> None:
+        for write in (lambda: other.append(_turn(user, 1, "s"), fence),
+                      lambda: statuses.start(user, "s", "racing", "hello", deadline=int(time.time()) + 60, fence=fence)):
+            try:
+                write()
+            except Erased:
+                refused.append(write)
+
+    hook = _once_on(handler.dynamodb, "before-send.dynamodb.BatchWriteItem", write_late)
     try:
         # When the session is deleted
         assert api.delete("/sessions/s", headers=as_user(user)).status_code == 204
     finally:
         handler.dynamodb.meta.events.unregister("before-send.dynamodb.BatchWriteItem", hook)
-    # Then the fence had moved, the delete went round, and nothing of the session is left
+    # Then both writers learnt it from their confirm and removed what they wrote: nothing is left
+    assert len(refused) == 2
     assert items_of(user) == []
-    reliability("Erasure", "a turn and an idempotency claim written by another instance between the delete's "
-                "read of the session and its deletes", "204; a Scan finds 0 items (the delete saw the "
-                "fence move and went round)", 0)
+    reliability("Erasure", "a turn and an async status written by another instance between the delete's read "
+                "of the session and its deletes, both with the fence they read before the delete",
+                "204; both writers' confirms fail and they remove what they wrote; a Scan finds 0 items", 0)
 
 
 def test_a_turn_after_the_delete_starts_a_new_listed_session(api, user, handler, reliability):
@@ -180,57 +195,30 @@ def test_a_turn_after_the_delete_starts_a_new_listed_session(api, user, handler,
                 "it starts a new session of that id, listed with its 1 turn; nothing unlisted is stored", 0)
 
 
-def _conflicts(cancelled_attempts: int | None):
-    """A wire fault: every transaction is cancelled with TransactionConflict, as DynamoDB cancels the
-    loser when concurrent turns meet on the session's registry entry; the first `cancelled_attempts`
-    of each turn (told apart by its sort key), or all of them if None."""
-    seen: dict[str, int] = {}
+def test_concurrent_turns_of_one_session_meet_in_no_transaction(api, user, handler, reliability):
+    # Given every call the handler's client makes
+    calls = []
 
-    def answer(request, **_):
-        key = request.body.decode() if isinstance(request.body, bytes) else request.body
-        turn_key = key[key.index(TURN_PREFIX):][:40] if TURN_PREFIX in key else key
-        seen[turn_key] = seen.get(turn_key, 0) + 1
-        if cancelled_attempts is None or seen[turn_key] <= cancelled_attempts:
-            return TRANSACTION_CONFLICT
-        return None
+    def record(model, **_):
+        calls.append(model.name)
 
-    return answer
-
-
-def _append_concurrently(handler, user: str, fault) -> tuple[list[str], list[Turn], list[dict]]:
-    turns = [_turn(f"{user}", n) for n in range(CONCURRENT_TURNS)]
-    events = handler.dynamodb.meta.events
-    events.register("before-send.dynamodb.TransactWriteItems", fault)
+    handler.dynamodb.meta.events.register("provide-client-params.dynamodb", record)
     try:
+        # When 8 turns of one session are stored at once
+        turns = [_turn(user, n) for n in range(CONCURRENT_TURNS)]
         with captured_logs(logger) as lines, ThreadPoolExecutor(CONCURRENT_TURNS) as pool:
             outcomes = list(pool.map(handler.memory.append, turns))
             logged = [line for line in lines() if line["message"] == "memory_write_suppressed"]
     finally:
-        events.unregister("before-send.dynamodb.TransactWriteItems", fault)
-    return outcomes, turns, logged
-
-
-def test_concurrent_turns_cancelled_by_conflicts_are_retried_and_stored_once(api, user, handler, reliability):
-    # When 8 concurrent turns of one session each lose their first two transactions to a conflict
-    outcomes, turns, logged = _append_concurrently(handler, user, _conflicts(2))
-    # Then each is retried, and stored exactly once
-    history = api.get("/sessions/busy/messages", headers=as_user(user)).json()["messages"]
-    stored = sorted(m["content"] for m in history if m["role"] == "user")
+        handler.dynamodb.meta.events.unregister("provide-client-params.dynamodb", record)
+    # Then none of them used a transaction (DynamoDB cancels those that meet on an item), all are
+    # stored once, and the session's count is right
+    assert "TransactWriteItems" not in calls and "TransactGetItems" not in calls
     assert outcomes == ["ok"] * CONCURRENT_TURNS and not logged
-    assert stored == sorted(f"turn {n}" for n in range(CONCURRENT_TURNS))
+    history = api.get("/sessions/busy/messages", headers=as_user(user)).json()["messages"]
+    assert sorted(m["content"] for m in history if m["role"] == "user") == sorted(
+        f"turn {n}" for n in range(CONCURRENT_TURNS))
     assert api.get("/sessions", headers=as_user(user)).json()["sessions"][0]["turns"] == CONCURRENT_TURNS
-    reliability("Memory faults", f"{CONCURRENT_TURNS} concurrent turns of one session, each transaction cancelled "
-                "twice with TransactionConflict (wire fault)", "all retried: each stored exactly once, "
-                "the session's count right", 0)
-
-
-def test_turns_that_keep_conflicting_are_suppressed_and_counted(api, user, handler, reliability):
-    # When every transaction of 8 concurrent turns is cancelled by a conflict, retries included
-    outcomes, turns, logged = _append_concurrently(handler, user, _conflicts(None))
-    # Then none is silently lost: each is reported suppressed and logged for the alarm's metric filter
-    assert outcomes == ["suppressed"] * CONCURRENT_TURNS
-    assert len(logged) == CONCURRENT_TURNS and {line["error"] for line in logged} == {"TransactionCanceledException"}
-    assert api.get("/sessions/busy/messages", headers=as_user(user)).status_code == 404
-    reliability("Memory faults", f"{CONCURRENT_TURNS} concurrent turns whose transactions always conflict",
-                f"each answered with memory.write = suppressed and one memory_write_suppressed line "
-                f"({CONCURRENT_TURNS} counted by the alarm's filter); none stored, none silently lost", 0)
+    reliability("Memory faults", f"{CONCURRENT_TURNS} concurrent turns of one session",
+                "single-item writes only (PutItem of the turn, UpdateItem of the entry): no transaction for "
+                "DynamoDB to cancel; each stored exactly once, the session's count right", 0)

@@ -105,7 +105,7 @@ def test_a_failed_read_is_503_fast_and_the_model_is_not_called(
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_failed_append_still_answers_and_says_so(api, user, handler, stored, reliability, fault):
     # When the turn's write fails at the wire
-    with failing(handler.dynamodb, "TransactWriteItems", FAULTS[fault]), captured_logs(logger) as lines:
+    with failing(handler.dynamodb, "PutItem", FAULTS[fault], table=SESSIONS_TABLE), captured_logs(logger) as lines:
         response = say(api, user, "s", "during")
     # Then the reply arrives, marked suppressed, with exactly one WARNING line about it
     assert response.status_code == 200 and response.json()["reply"]
@@ -152,16 +152,18 @@ def test_a_failed_tool_write_is_a_tool_error_and_the_turn_goes_on(
                 "the model gets a tool error; 200, turn stored; the fact unchanged", lost(stored, after))
 
 
-def test_a_transaction_conflict_on_the_append_is_retried(api, user, handler, stored, reliability):
-    # When the append first loses a race with another transaction on the session's registry entry
-    with failing(handler.dynamodb, "TransactWriteItems", TRANSACTION_CONFLICT, times=1) as attempts:
+def test_an_unconfirmed_turn_is_not_kept(api, user, handler, stored, reliability):
+    # When the turn is written but the confirm of its fence (the session entry's update) fails
+    with failing(handler.dynamodb, "UpdateItem", SERVER_ERROR, table=SESSIONS_TABLE), captured_logs(logger) as lines:
         response = say(api, user, "s", "during")
-    # Then it is tried again and the turn is stored, once
-    assert len(attempts) == 1 and response.json()["memory"] == {"write": "ok"}
+    # Then the answer says suppressed, and the turn (maybe of an erased session) was removed again
+    assert response.status_code == 200 and response.json()["memory"] == {"write": "suppressed"}
+    assert len([line for line in lines() if line["message"] == "memory_write_suppressed"]) == 1
     after = snapshot(api, user)
-    assert [m for m in after if m[-1] == "during"] == [("s", "user", "during")]
-    reliability("Memory faults", "turn append: TransactionConflict (concurrent turn on the same session)",
-                "retried with jitter; 200, turn stored once", lost(stored, after))
+    assert after == stored
+    reliability("Memory faults", "turn append: the confirm (UpdateItem of the session entry) fails",
+                "200, memory.write = suppressed; the turn is removed again: only confirmed turns are kept",
+                lost(stored, after))
 
 
 SOCKETS = {"accepts and never answers": unresponsive_endpoint, "resets the connection": resetting_endpoint}

@@ -135,22 +135,26 @@ def test_a_malformed_key_is_422(api, user, name, reliability):
 
 
 def test_without_the_header_no_extra_dynamodb_call_is_made(api, user, handler, reliability):
+    # Given a session that exists
+    say(api, user, "first")
     # When a turn is sent without, then with, an Idempotency-Key
     with recording(handler.dynamodb) as without:
         say(api, user, "plain")
     with recording(handler.dynamodb) as with_key:
         say(api, user, "keyed", key="key-1")
-    # Then without it the turn makes exactly its own calls; with it, one claim more (a transaction:
-    # the claim moves the session's fence)
-    assert sorted(without) == ["Query", "Query", "TransactWriteItems"]
-    assert sorted(with_key) == ["Query", "Query", "TransactWriteItems", "TransactWriteItems"]
+    # Then without it the turn makes exactly its own calls: its fence, window and facts read side by
+    # side, the turn's PutItem and the fence's confirm; with it, one claim (PutItem) more, and the
+    # turn goes with its record in one transaction
+    assert sorted(without) == ["BatchGetItem", "PutItem", "Query", "Query", "UpdateItem"]
+    assert sorted(with_key) == ["BatchGetItem", "PutItem", "Query", "Query", "TransactWriteItems", "UpdateItem"]
     reliability("Idempotency", "a turn without the header",
-                "no extra DynamoDB call: 2 Query + 1 TransactWriteItems (with a key: + 1 TransactWriteItems)")
+                "no extra DynamoDB call: BatchGetItem + 2 Query, PutItem, UpdateItem (with a key: + 1 PutItem, "
+                "and the turn's PutItem becomes a TransactWriteItems with its record)")
 
 
 def test_a_failed_idempotency_record_never_fails_the_turn(api, user, model, handler, reliability):
     # When the claim cannot be written
-    with failing(handler.dynamodb, "TransactWriteItems", SERVER_ERROR, times=2), captured_logs(logger) as lines:
+    with failing(handler.dynamodb, "PutItem", SERVER_ERROR, times=2), captured_logs(logger) as lines:
         response = say(api, user, "hello", key="key-1")
     # Then the turn is answered and stored anyway, and the failure is logged like any memory write
     assert response.status_code == 200 and response.json()["memory"] == {"write": "ok"}

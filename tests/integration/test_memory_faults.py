@@ -1,7 +1,7 @@
 import time
 
 from agent.observability import logger
-from conftest import as_user
+from conftest import SESSIONS_TABLE, as_user
 from fakes import ScriptedModel, captured_logs, text
 from faults import SERVER_ERROR, THROTTLED, failing
 
@@ -21,7 +21,7 @@ def test_a_failed_write_still_answers_and_says_so(api, user, handler):
     say(api, user, "s", "before")
     before = history(api, user, "s")
     # When the turn's write fails at the wire
-    with failing(handler.dynamodb, "TransactWriteItems", SERVER_ERROR), captured_logs(logger) as lines:
+    with failing(handler.dynamodb, "PutItem", SERVER_ERROR, table=SESSIONS_TABLE), captured_logs(logger) as lines:
         response = say(api, user, "s", "during")
     # Then the reply arrives, marked suppressed, with exactly one WARNING line about it
     assert response.status_code == 200

@@ -24,8 +24,9 @@ def test_the_window_at_the_bound_reads_every_turn_past_one_page(handler):
                   messages=[{"role": "user", "content": f"{n:04d} " + "x" * TURN_CHARS},
                             {"role": "assistant", "content": "ok"}])
              for n in range(MAX_TURNS_LIMIT + 1)]
-    expires_at = int(now) + 86_400
-    batch_write_all(client, SESSIONS_TABLE, [{"PutRequest": {"Item": turn_item(t, expires_at=expires_at)}} for t in turns])
+    expires_at, fence = int(now) + 86_400, store.registry.open(user, "long")
+    batch_write_all(client, SESSIONS_TABLE, [{"PutRequest": {"Item": turn_item(
+        t, expires_at=expires_at, generation=fence.generation)}} for t in turns])
     try:
         # When the window of K turns is read, with and without the summary's read
         window = store.load(user, "long", limit=MAX_TURNS_LIMIT)
@@ -36,5 +37,5 @@ def test_the_window_at_the_bound_reads_every_turn_past_one_page(handler):
         assert summary is None and [t.turn_id for t in with_summary] == expected
     finally:
         batch_write_all(client, SESSIONS_TABLE, [
-            {"DeleteRequest": {"Key": {k: v for k, v in turn_item(t, expires_at=0).items() if k in ("pk", "sk")}}}
+            {"DeleteRequest": {"Key": {k: v for k, v in turn_item(t, expires_at=0, generation="").items() if k in ("pk", "sk")}}}
             for t in turns])
