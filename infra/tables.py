@@ -14,6 +14,7 @@ TABLE_DATA_ACTIONS = [
     "dynamodb:Query",
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
