@@ -104,6 +104,7 @@ class SlowModelAPI:
         self.tokens_per_second = tokens_per_second
         self.script: list = [Text(20)]
         self.requests = 0
+        self.abandoned = 0  # answers whose reader closed the stream before the last token
         self.bodies: list[dict] = []
         self.release = threading.Event()  # ends every stall
         self._lock = threading.Lock()
@@ -221,6 +222,8 @@ class SlowModelAPI:
             try:
                 write(event)  # wfile is unbuffered: each event leaves now
             except (BrokenPipeError, ConnectionResetError):  # the client gave up: so does the model
+                with self._lock:
+                    self.abandoned += 1
                 return False
         return True
 

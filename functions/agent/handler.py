@@ -139,7 +139,7 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
                  prefer: Prefer = None) -> dict:
     user_id = caller()
     if async_turns.wants_async(prefer):
-        return _accept_async(user_id, session_id, request.message)
+        return _accept_async(user_id, session_id, request.message, idempotency_key)
     started = time.perf_counter()
 
     def turn(claim=None):
@@ -154,9 +154,12 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
     return {"session_id": session_id, **result.answer()}
 
 
-def _accept_async(user_id: str, session_id: str, message: str) -> Response:
-    turn_id = async_turns.accept(memory=memory, statuses=statuses, dispatch=dispatch, user_id=user_id,
-                                 session_id=session_id, message=message)
+def _accept_async(user_id: str, session_id: str, message: str, idempotency_key: str | None) -> Response:
+    def start() -> str:
+        return async_turns.accept(memory=memory, statuses=statuses, dispatch=dispatch, user_id=user_id,
+                                  session_id=session_id, message=message)
+
+    turn_id = idempotency.accept(user_id, session_id, idempotency_key, message, start) if idempotency_key else start()
     return Response(
         status_code=HTTPStatus.ACCEPTED,
         content_type=content_types.APPLICATION_JSON,

@@ -41,7 +41,10 @@ IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 # The function times out after 25 s (infra/agent_function.py): a claim older than this is dead.
 RUNNING_SECONDS = 60
 REPLAY_SECONDS = 24 * 3600
-RUNNING, DONE = "running", "done"
+RUNNING, DONE, ACCEPTED = "running", "done", "accepted"
+# An asynchronous request is another request than a synchronous one with the same message: the same
+# key may not stand for both.
+ASYNC_REQUEST = "respond-async:"
 
 
 class TurnInProgress(Exception):
@@ -57,7 +60,7 @@ class Claim:
     table: str
     pk: str
     sk: str
-    request: str  # sha256 of the message: the same key must come with the same message
+    request: str  # sha256 of the request (its message, and whether async): the same key must come with the same
     token: str | None  # proves the running record is ours; None when it could not be written
     done_expires_at: int
 
@@ -78,6 +81,17 @@ class Claim:
             "context_facts_omitted": {"N": str(result.context_facts_omitted)},
             "expires_at": {"N": str(self.done_expires_at)},
         }
+        return self._put(item)
+
+    def accepted(self, turn_id: str) -> dict:
+        """The record of an accepted asynchronous turn: a retry gets the same turn id."""
+        return self._put({"pk": {"S": self.pk}, "sk": {"S": self.sk}, "state": {"S": ACCEPTED},
+                          "request": {"S": self.request}, "turn_id": {"S": turn_id},
+                          "expires_at": {"N": str(self.done_expires_at)}})
+
+    def _put(self, item: dict) -> dict:
+        """A Put of the finished record over the claim, if the claim is still ours: erasure deletes
+        it, and nothing of the request may land after that."""
         if not self.token:  # no claim was written: nothing to hold on to
             return {"Put": {"TableName": self.table, "Item": item}}
         return {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "#token = :token",
@@ -99,8 +113,8 @@ class Idempotency:
 
         Raises TurnInProgress (409) or KeyReused (422)."""
         claim = self._claim(user_id, session_id, key, message)
-        if isinstance(claim, TurnResult):
-            return claim
+        if isinstance(claim, dict):
+            return _replay(user_id, session_id, claim)
         result = None
         try:
             result = run(claim)
@@ -109,13 +123,33 @@ class Idempotency:
             if result is None or result.write != "ok":
                 self._release(claim, session_id)
 
-    def _claim(self, user_id: str, session_id: str, key: str, message: str) -> Claim | TurnResult:
+    def accept(self, user_id: str, session_id: str, key: str, message: str, start: Callable[[], str]) -> str:
+        """The id of the first asynchronous turn sent with `key`, or of the one start() accepts now:
+        a retried asynchronous POST gets the same turn, never a second one. Raises TurnInProgress
+        or KeyReused."""
+        claim = self._claim(user_id, session_id, key, ASYNC_REQUEST + message)
+        if isinstance(claim, dict):
+            return claim["turn_id"]["S"]
+        turn_id = None
+        try:
+            turn_id = start()
+        finally:
+            if turn_id is None:
+                self._release(claim, session_id)
+        try:
+            self._client.put_item(**claim.accepted(turn_id)["Put"])
+        except (ClientError, BotoCoreError) as error:  # a retry then starts another turn: at-least-once
+            self._suppressed(session_id, error)
+        return turn_id
+
+    def _claim(self, user_id: str, session_id: str, key: str, request: str) -> Claim | dict:
+        """Our claim on `key`, or the record of the request that holds it if that is finished."""
         now = int(self._clock())
         claim = Claim(
             table=self._table,
             pk=session_key(user_id, session_id),
             sk=IDEMPOTENCY_PREFIX + _sha256(key),
-            request=_sha256(message),
+            request=_sha256(request),
             token=secrets.token_hex(16),
             done_expires_at=now + REPLAY_SECONDS,
         )
@@ -138,7 +172,7 @@ class Idempotency:
             self._client.put_item(**put)
         except ClientError as error:
             if condition_failed(error):
-                return _existing(user_id, session_id, claim, error.response["Item"])
+                return _finished(claim, error.response["Item"])
             if error.response["Error"]["Code"] == "TransactionConflictException":
                 raise TurnInProgress() from None  # the first request is storing its turn right now
             self._suppressed(session_id, error)
@@ -171,11 +205,15 @@ class Idempotency:
         )
 
 
-def _existing(user_id: str, session_id: str, claim: Claim, item: dict) -> TurnResult:
+def _finished(claim: Claim, item: dict) -> dict:
     if item["request"]["S"] != claim.request:
         raise KeyReused()
-    if item["state"]["S"] != DONE:
+    if item["state"]["S"] == RUNNING:
         raise TurnInProgress()
+    return item
+
+
+def _replay(user_id: str, session_id: str, item: dict) -> TurnResult:
     # A replay used no tokens: its usage stays zero, and its messages are in the stored turn.
     turn = Turn(user_id=user_id, session_id=session_id, turn_id=item["turn_id"]["S"], created_at=item["created_at"]["S"])
     return TurnResult(

@@ -197,7 +197,8 @@ def test_erasing_the_session_while_its_turn_runs_leaves_nothing(api, user, handl
         workers[-1].start()
 
     monkeypatch.setattr(handler, "dispatch", dispatch)
-    with SlowModelAPI(**FAST) as fake:
+    # Given a turn at a real model's pace: 2,000 tokens take 34 s to write
+    with SlowModelAPI() as fake, captured_logs(logger) as lines:
         attach(handler, monkeypatch, fake, "anthropic")
         fake.script = [Text(2000)]
         location = start(api, user).headers["location"]
@@ -205,10 +206,39 @@ def test_erasing_the_session_while_its_turn_runs_leaves_nothing(api, user, handl
         while not api.get(location, headers=as_user(user)).json()["reply"]:
             time.sleep(POLL_SECONDS)
         assert api.delete("/sessions/s", headers=as_user(user)).status_code == 204
-        # Then, once the worker is done, nothing of the session came back
+        # Then the worker's next progress write finds its turn gone: it closes the model's stream
+        # (no tokens paid for nothing), logs turn_erased, and stores nothing
         workers[0].join()
+        give_up = time.monotonic() + GIVE_UP_SECONDS
+        while not fake.abandoned and time.monotonic() < give_up:  # the model sees the close at its next token
+            time.sleep(POLL_SECONDS)
+        assert fake.abandoned == 1 and fake.requests == 1
+        logged = [line["message"] for line in lines()]
+    assert "turn_erased" in logged and "memory_write_suppressed" not in logged
     assert api.get(location, headers=as_user(user)).status_code == 404
     assert api.get("/sessions/s/messages", headers=as_user(user)).status_code == 404
     assert api.get("/sessions", headers=as_user(user)).json() == {"sessions": []}
-    reliability("Erasure", "DELETE /sessions/{id} while its asynchronous turn is being written",
-                "204; the worker writes nothing back: no status, no turn, no session")
+    reliability("Erasure", "DELETE /sessions/{id} while its asynchronous turn is being written (60 tokens/s)",
+                "204; the worker's next progress write fails its condition: the model's stream is closed, "
+                "turn_erased logged (not a suppressed write), nothing written back")
+
+
+def test_a_retried_asynchronous_post_gets_the_same_turn(api, user, handler, monkeypatch, reliability):
+    with SlowModelAPI(**FAST) as fake:
+        attach(handler, monkeypatch, fake, "anthropic")
+        fake.script = [Text(50)]
+        # When an asynchronous POST is sent twice with one Idempotency-Key, and once more after it is done
+        keyed = {**as_user(user), **ASYNC, "Idempotency-Key": "key-1"}
+        first, second = (api.post("/sessions/s/messages", json={"message": "hi"}, headers=keyed) for _ in range(2))
+        poll(api, user, first.headers["location"])
+        third = api.post("/sessions/s/messages", json={"message": "hi"}, headers=keyed)
+        # Then every answer names the same turn, which ran once
+        assert {r.status_code for r in (first, second, third)} == {202}
+        assert first.json() == second.json() == third.json() and fake.requests == 1
+    history = api.get("/sessions/s/messages", headers=as_user(user)).json()["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    # And the same key for a synchronous request is another request: refused
+    sync = api.post("/sessions/s/messages", json={"message": "hi"}, headers=as_user(user) | {"Idempotency-Key": "key-1"})
+    assert sync.status_code == 422
+    reliability("Idempotency", "an asynchronous POST retried with the same Idempotency-Key, during and after its turn",
+                "202 with the same turn id every time; 1 model request, 1 turn stored; the key sent synchronously: 422")
