@@ -28,7 +28,7 @@ from memory.keys import TURN_PREFIX, registry_key, session_key
 REPEATS = 5
 HISTORY_TURNS = MAX_TURNS + 2
 TURN_ITEM_BYTES = 2_000  # "a plain 2 KB turn": the turn's item, at most 2 write units
-TARGET_TURN_WCU = 7
+TARGET_TURN_WCU = 4  # issue 17: a plain turn of 2 KB writes at most 4 units (floor: 2)
 READS = {"Query", "GetItem", "BatchGetItem", "Scan"}
 
 
@@ -121,8 +121,8 @@ def run(endpoint: str) -> Section:
                  f"{floor['wcu']:g}", f"{floor['index']:g}", f"{floor['calls']:g}"])
     turn_wcu = median("plain turn, session with history", "wcu")
     turn_bytes, registry_bytes = _stored_turn_sizes(handler, user)
-    # AWS's rules: a transactional write costs 2 units per started KB of each item, rounded per item.
-    rules_wcu = 2 * (math.ceil(turn_bytes / 1024) + math.ceil(registry_bytes / 1024))
+    # AWS's rules: a (non-transactional) write costs 1 unit per started KB of its item.
+    rules_wcu = math.ceil(turn_bytes / 1024) + math.ceil(registry_bytes / 1024)
     return Section(
         title="DynamoDB capacity per request",
         tables=[table(["request", "RCU", "WCU", "of which index units", "calls"], rows)],
@@ -135,19 +135,22 @@ def run(endpoint: str) -> Section:
             "`ConsumedCapacity` DynamoDB Local returns for `ReturnConsumedCapacity=INDEXES` (added to each call "
             f"by a botocore hook on the handler's client). The turn's item is {TURN_ITEM_BYTES:,} bytes or "
             f"less (a message sized for it), the window {MAX_TURNS} turns, one fact.",
-            "A turn writes its item and the session's registry entry (under 1 KB) in one transaction: "
-            "(2 + 1) x 2 = 6 WCU, no index (the previous model paid 10: its META also rewrote a GSI entry, "
-            "whose sort key changed every turn, 2 more units, doubled by the transaction). The floor writes "
-            "no fence and no listing: a bare PutItem cannot be erased safely against a racing delete. An "
-            "Idempotency-Key adds the claim (a fenced transaction of its own) and the replay record.",
-            f"Cross-check by AWS's documented rules (2 units per started KB of each item of a transaction): "
-            f"the stored turn item is {turn_bytes:,} bytes, the registry entry {registry_bytes:,} bytes, so "
-            f"2 x ({math.ceil(turn_bytes / 1024)} + {math.ceil(registry_bytes / 1024)}) = {rules_wcu} WCU. "
-            "DynamoDB Local agrees on the plain turn but reports less than those rules for some transactions "
-            "(a claim of two small items: 2 instead of 4; a keyed turn's three items: 6 instead of 8), so "
-            "the keyed rows are a lower bound; it does report index units (verified with a GSI table).",
-            "Erasure reads each session's registry entry and items consistently, deletes the items in "
-            "batches and the entry on the version it read (more rounds only when a write raced it).",
+            "A turn writes its item (PutItem) and then confirms its session's fence, counting the turn into "
+            "the registry entry (UpdateItem, under 1 KB): 2 + 1 = 3 WCU, no transaction, no index (the "
+            "previous protocol wrote both in one transaction: (2 + 1) x 2 = 6 WCU, and concurrent turns of one "
+            "session met on the entry inside transactions, which DynamoDB cancels). The floor writes no "
+            "listing and no fence: a bare PutItem cannot be erased safely against a racing delete. A first "
+            "turn also registers the session (UpdateItem) and rereads the user's erasure mark. An "
+            "Idempotency-Key adds the claim (PutItem) and stores the turn with its replay record in one "
+            "transaction (items no other request touches).",
+            f"Cross-check by AWS's documented rules (1 unit per started KB of an item written outside a "
+            f"transaction): the stored turn item is {turn_bytes:,} bytes, the registry entry {registry_bytes:,} "
+            f"bytes, so {math.ceil(turn_bytes / 1024)} + {math.ceil(registry_bytes / 1024)} = {rules_wcu} WCU. "
+            "DynamoDB Local reports less than AWS's rules for some transactions (a keyed turn's two items), "
+            "so the keyed rows are a lower bound.",
+            "Erasure drops each session's registry entry, reads the session's keys consistently and deletes "
+            "them in batches, sessions side by side; DELETE /me first moves the user's erasure mark (one "
+            "UpdateItem), then erases every session and fact of an older mark.",
         ],
         data={"turn_wcu": turn_wcu},
     )
