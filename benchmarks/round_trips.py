@@ -8,7 +8,6 @@ import collections
 import json
 import uuid
 
-from memory.keys import REGISTRY_PREFIX
 from benchmarks.harness import (
     LONG_TERM_TABLE,
     SESSIONS_TABLE,
@@ -22,6 +21,7 @@ from benchmarks.harness import (
     table,
     turn_event,
 )
+from memory.keys import REGISTRY_PREFIX
 
 REPEATS = 15
 HISTORY_TURNS = 5
@@ -115,7 +115,7 @@ def _label(call) -> str:
     if call.operation == "TransactWriteItems":
         return f"TransactWriteItems({len(params['TransactItems'])} items)"
     if call.operation == "BatchGetItem":
-        return "BatchGetItem(fence)"
+        return f"BatchGetItem({', '.join(TABLE_NAMES.get(name, name) for name in params['RequestItems'])})"
     return f"{call.operation}({TABLE_NAMES.get(params.get('TableName'), params.get('TableName'))})"
 
 
@@ -129,7 +129,7 @@ def _unused(calls, body: dict) -> list[str]:
     read = collections.Counter()
     for call in calls:
         params = call.params
-        if call.operation == "BatchGetItem":  # the session's fence and the user's mark: what every write is checked by
+        if call.operation == "BatchGetItem":  # a fence (entry and mark), or a fact and its totals: read to write
             continue
         if call.operation in READS:
             table_name = TABLE_NAMES.get(params.get("TableName"), "other")

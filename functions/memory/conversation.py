@@ -18,6 +18,10 @@ from .window import Summary
 
 __all__ = ["ConversationStore", "SessionInfo", "turn_item"]
 
+# Erasure deletes in BatchWriteItem calls of 25, this many calls' worth per thread of the pool: a
+# user with thousands of sessions is erased side by side, inside the function's time budget.
+ERASE_BATCH_ITEMS = 100
+
 
 def encode_token(sort_key: str) -> str:
     return base64.urlsafe_b64encode(sort_key.encode()).decode()
@@ -218,36 +222,34 @@ class ConversationStore:
     def delete(self, user_id: str, session_id: str) -> None:
         """Every item of the session, whatever writes raced the delete. Raises SessionNotFound."""
         entry, mark = self.registry.read(user_id, session_id)
-        self._erase(user_id, session_id, entry)
+        self._erase(user_id, [session_id], [entry] if entry else [])
         if entry is None or mark_of(entry) != mark:  # leftovers of an erased user are swept all the same
             raise SessionNotFound(session_id)
 
     @translate_errors
     def erase_user(self, user_id: str, mark: int) -> int:
         """Every session of the user made before erasure mark `mark` (which the caller has just
-        moved), side by side; returns how many."""
-        entries = [entry for entry in self.registry.entries(user_id)
-                   if entry["sk"]["S"].startswith(REGISTRY_SK_PREFIX) and mark_of(entry) < mark]
-        erasing = [POOL.submit(self._erase, user_id, entry["sk"]["S"].removeprefix(REGISTRY_SK_PREFIX), entry)
-                   for entry in entries]
-        for erased in erasing:
-            erased.result()
+        moved); returns how many."""
+        entries = [entry for entry in self.registry.entries(user_id) if mark_of(entry) < mark]
+        self._erase(user_id, [entry["session_id"]["S"] for entry in entries], entries)
         return len(entries)
 
-    def _erase(self, user_id: str, session_id: str, entry: dict | None) -> None:
-        """Drops the entry (so every later confirm of its writers fails), then sweeps the session's
-        partition of everything but a new incarnation registered meanwhile."""
-        if entry is not None:
-            self.registry.drop(user_id, session_id, generation_of(entry))
-        keys = query_all(self._client, TableName=self._table, KeyConditionExpression="pk = :pk",
-                         ExpressionAttributeValues={":pk": {"S": session_key(user_id, session_id)}},
-                         ProjectionExpression="pk, sk, gen", ConsistentRead=True)
-        # A write lands before this Query (swept here) or after the drop above (its confirm fails).
-        # Items a new session of the same id wrote after its entry are kept: the entry came first.
-        newer = self.registry.entry(user_id, session_id)
-        keep = generation_of(newer) if newer is not None else None
-        delete_all(self._client, self._table,
-                   [{"pk": key["pk"], "sk": key["sk"]} for key in keys if generation_of(key) != keep])
+    def _erase(self, user_id: str, session_ids: list[str], entries: list[dict]) -> None:
+        """Drops the entries (so every later confirm of their writers fails), then sweeps the
+        sessions' partitions, side by side, of everything but what a new incarnation of a session,
+        registered meanwhile, wrote: a write lands before the sweep's Query (swept) or after the drop
+        (its confirm fails and its writer removes it); a new incarnation's entry precedes its items."""
+        delete_all(self._client, self._table, [{"pk": entry["pk"], "sk": entry["sk"]} for entry in entries])
+        found = POOL.map(lambda session_id: query_all(
+            self._client, TableName=self._table, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": session_key(user_id, session_id)}},
+            ProjectionExpression="pk, sk, gen", ConsistentRead=True), session_ids)
+        keys = [key for keys in found for key in keys]
+        live = {session_key(user_id, entry["session_id"]["S"]): generation_of(entry)
+                for entry in (self.registry.entries(user_id) if keys else [])}
+        doomed = [{"pk": key["pk"], "sk": key["sk"]} for key in keys if generation_of(key) != live.get(key["pk"]["S"])]
+        batches = [doomed[first:first + ERASE_BATCH_ITEMS] for first in range(0, len(doomed), ERASE_BATCH_ITEMS)]
+        list(POOL.map(lambda batch: delete_all(self._client, self._table, batch), batches))
 
     def _discard(self, keys: list[dict]) -> None:
         """Best effort: what is left is invisible (its generation is not live) and expires by TTL."""

@@ -164,12 +164,12 @@ def test_writes_landing_inside_a_delete_are_erased_with_it(api, user, handler, r
             except Erased:
                 refused.append(write)
 
-    hook = _once_on(handler.dynamodb, "before-send.dynamodb.BatchWriteItem", write_late)
+    hook = _once_on(handler.dynamodb, "after-call.dynamodb.Query", write_late)
     try:
         # When the session is deleted
         assert api.delete("/sessions/s", headers=as_user(user)).status_code == 204
     finally:
-        handler.dynamodb.meta.events.unregister("before-send.dynamodb.BatchWriteItem", hook)
+        handler.dynamodb.meta.events.unregister("after-call.dynamodb.Query", hook)
     # Then both writers learnt it from their confirm and removed what they wrote: nothing is left
     assert len(refused) == 2
     assert items_of(user) == []
@@ -179,14 +179,14 @@ def test_writes_landing_inside_a_delete_are_erased_with_it(api, user, handler, r
 
 
 def test_a_turn_after_the_delete_starts_a_new_listed_session(api, user, handler, reliability):
-    # Given a session, and another instance whose turn lands just after the delete took the fence down
+    # Given a session, and another instance whose turn lands just after the delete dropped the session's entry
     say(api, user, "s", "first")
     other = _backdoor()
-    hook = _once_on(handler.dynamodb, "after-call.dynamodb.DeleteItem", lambda: other.append(_turn(user, 1, "s")))
+    hook = _once_on(handler.dynamodb, "after-call.dynamodb.BatchWriteItem", lambda: other.append(_turn(user, 1, "s")))
     try:
         assert api.delete("/sessions/s", headers=as_user(user)).status_code == 204
     finally:
-        handler.dynamodb.meta.events.unregister("after-call.dynamodb.DeleteItem", hook)
+        handler.dynamodb.meta.events.unregister("after-call.dynamodb.BatchWriteItem", hook)
     # Then the turn is a new session of that id, listed with exactly what it stores
     [listed] = api.get("/sessions", headers=as_user(user)).json()["sessions"]
     history = api.get("/sessions/s/messages", headers=as_user(user)).json()["messages"]
