@@ -15,8 +15,8 @@ class TableSchema:
 
 
 # One item per turn (and the session's summary and idempotency records) under a partition key built
-# from the caller's id and the session id, plus one registry item per session in its owner's
-# partition (memory.conversation). No index: every read, erasure's included, is keyed and consistent.
+# from the caller's id and the session id, one registry item per session in its owner's partition,
+# and the user's erasure mark (memory.keys, memory.registry). No index: every read, erasure's included, is keyed and consistent.
 SESSIONS = TableSchema(
     partition_key="pk",
     sort_key="sk",
