@@ -3,7 +3,7 @@ from botocore.exceptions import ClientError
 
 from agent.observability import logger
 from fakes import captured_logs
-from memory.errors import MemoryUnavailable
+from memory.errors import Erased, MemoryUnavailable
 from memory.long_term import USAGE_KEY, FactLimits, FactsLimitReached, FactStore, InvalidFact
 from memory.resilient import ResilientMemory
 from test_conversation_store import make_turn
@@ -161,3 +161,31 @@ def test_totals_that_drifted_never_refuse_a_fact_below_the_cap(dynamodb, capped)
     capped.put("u1", "b", "v")
     assert stored(capped) == {"a": "v", "b": "v"}
     assert dynamodb.get_item(TableName="long-term", Key=key)["Item"]["fact_count"] == {"N": "2"}
+
+
+def test_a_tool_of_a_turn_that_began_before_the_users_erasure_does_not_run(memory, facts):
+    # Given a turn that read its context, then DELETE /me
+    context = memory.load("u1", "s1")
+    memory.erase_user("u1")
+    # When its model calls remember, the tool does not run
+    with pytest.raises(Erased):
+        memory.remember("u1", "s1", "name", "Ada", context.fence)
+    # And nothing of the user is stored
+    assert facts.all("u1") == []
+
+
+def test_a_fact_written_while_the_user_is_erased_is_removed_by_its_writer(memory, facts, monkeypatch):
+    # Given a turn whose fence still held when its tool checked it, and DELETE /me right after
+    context = memory.load("u1", "s1")
+    check = memory.registry.check
+
+    def erased_meanwhile(*args):
+        check(*args)
+        memory.erase_user("u1")
+
+    monkeypatch.setattr(memory.registry, "check", erased_meanwhile)
+    # When the fact lands after the erasure swept the facts, its writer finds the mark moved
+    with pytest.raises(Erased):
+        memory.remember("u1", "s1", "name", "Ada", context.fence)
+    # Then it removed the fact, and the totals with it
+    assert [i for i in facts._client.scan(TableName="long-term")["Items"] if i["user_id"]["S"] == "u1"] == []
