@@ -233,20 +233,34 @@ def erase_me():
     return _no_content()
 
 
-# Domain errors become HTTP errors here and nowhere else.
+# Domain errors become HTTP errors here and nowhere else. These have a fixed answer: status, code,
+# message (`{error}` is the exception's own text) and, for some, headers.
+RETRY_SOON = {"Retry-After": "1"}
+PLAIN_ERRORS = {
+    SessionNotFound: (S.NOT_FOUND, "not_found", "no such session"),
+    InvalidToken: (S.BAD_REQUEST, "bad_request", "{error}"),
+    TurnInProgress: (S.CONFLICT, "turn_in_progress",
+                     "a request with this Idempotency-Key is still running; retry shortly", RETRY_SOON),
+    KeyReused: (S.UNPROCESSABLE_ENTITY, "idempotency_key_reused",
+                "this Idempotency-Key was used with another message on this session"),
+    InvalidFact: (S.UNPROCESSABLE_ENTITY, "validation_error", "{error}"),
+    FactsLimitReached: (S.CONFLICT, "facts_limit_reached", "{error}: delete a fact to make room"),
+    # json.loads gives up on a body nested ~1,000 levels deep (a few KB of "["): bad input, not our fault.
+    RecursionError: (S.BAD_REQUEST, "malformed_json", "the body is nested too deeply"),
+}
+
+
+def _plain_error(status: HTTPStatus, code: str, message: str, headers: dict | None = None):
+    return lambda error: _error(status, code, message.format(error=error), headers)
+
+
+for _exception, _answer in PLAIN_ERRORS.items():
+    app.exception_handler(_exception)(_plain_error(*_answer))
+
+
 @app.exception_handler(ApiError)
 def api_error(error: ApiError) -> Response:
     return _error(error.status, error.code, str(error), error.headers)
-
-
-@app.exception_handler(SessionNotFound)
-def session_not_found(_: SessionNotFound) -> Response:
-    return _error(HTTPStatus.NOT_FOUND, "not_found", "no such session")
-
-
-@app.exception_handler(InvalidToken)
-def invalid_token(error: InvalidToken) -> Response:
-    return _error(HTTPStatus.BAD_REQUEST, "bad_request", str(error))
 
 
 @app.exception_handler(MemoryUnavailable)
@@ -255,45 +269,17 @@ def memory_unavailable(error: MemoryUnavailable) -> Response:
     return _failure(turn_failure(error))
 
 
-@app.exception_handler(TurnInProgress)
-def turn_in_progress(_: TurnInProgress) -> Response:
-    return _error(HTTPStatus.CONFLICT, "turn_in_progress",
-                  "a request with this Idempotency-Key is still running; retry shortly", {"Retry-After": "1"})
-
-
-@app.exception_handler(KeyReused)
-def key_reused(_: KeyReused) -> Response:
-    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency_key_reused",
-                  "this Idempotency-Key was used with another message on this session")
-
-
 @app.exception_handler(async_turns.WorkerUnavailable)
 def worker_unavailable(error: async_turns.WorkerUnavailable) -> Response:
     logger.error("worker_unavailable", extra={"error": str(error)})
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, "worker_unavailable", "the turn could not be started; retry later",
-                  {"Retry-After": "1"})
+                  RETRY_SOON)
 
 
 @app.exception_handler(ModelError)
 def model_error(error: ModelError) -> Response:
     logger.error("model_failed", extra={"error": str(error), "transient": error.transient})
     return _failure(turn_failure(error))
-
-
-@app.exception_handler(InvalidFact)
-def invalid_fact(error: InvalidFact) -> Response:
-    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", str(error))
-
-
-@app.exception_handler(FactsLimitReached)
-def facts_limit_reached(error: FactsLimitReached) -> Response:
-    return _error(HTTPStatus.CONFLICT, "facts_limit_reached", f"{error}: delete a fact to make room")
-
-
-@app.exception_handler(RecursionError)
-def too_deep(_: RecursionError) -> Response:
-    # json.loads gives up on a body nested ~1,000 levels deep (a few KB of "["): bad input, not our fault.
-    return _error(HTTPStatus.BAD_REQUEST, "malformed_json", "the body is nested too deeply")
 
 
 @app.exception_handler(RequestValidationError)
