@@ -17,6 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 import gunicorn.util
 from gunicorn.app.base import BaseApplication
 
+from agent import routes
 from local.dynamodb import ROOT, PortInUse, embedded_dynamodb, listening_socket
 from local.gateway import MAX_REQUEST_LINE_AND_HEADERS_BYTES, Gateway, LocalContext, gateway_message, routes_of, to_event  # noqa: F401 (benchmarks)
 
@@ -108,10 +109,8 @@ def make_server(handler, port: int, after_response=None) -> WSGIServer:
 
 
 def gateway(lambda_handler, after_response=None) -> Gateway:
-    """API Gateway's stand-in in front of `lambda_handler`, with the routes the handler documents."""
-    from agent.handler import app
-
-    return Gateway(lambda_handler, routes_of(json.loads(app.get_openapi_json_schema())), after_response)
+    """API Gateway's stand-in in front of `lambda_handler`, with the routes the stack deploys."""
+    return Gateway(lambda_handler, routes_of(routes.PROTECTED, routes.PUBLIC), after_response)
 
 
 def turn_stream(compactor_handler):

@@ -62,7 +62,7 @@ def _json(body) -> str:
 
 app = APIGatewayHttpResolver(enable_validation=True, serializer=_json, json_body_deserializer=json_object)
 # The document says what API Gateway enforces: every route but /health (and this document) needs
-# the Cognito JWT (infra/api.py); the local stack reads the same `security` to play the authorizer.
+# the Cognito JWT. The stack deploys agent/routes.py, which a test holds to this document.
 app.configure_openapi(
     title="Agent with durable memory",
     version="1.0.0",
