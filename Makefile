@@ -63,7 +63,7 @@ token: $(STAMP)  ## an access token (1 hour) for EMAIL and PASSWORD: export TOKE
 secret: $(STAMP)  ## put $$ANTHROPIC_API_KEY into the stack's secret (after the first deploy; to rotate)
 	@$(DEPLOYMENT) secret
 
-drill: install  ## staging only: every memory write fails for DRILL_MINUTES; sends 12 turns; alarm e-mail follows
+drill: install  ## staging only: every memory write fails for DRILL_MINUTES; sends more turns than the alarm threshold; alarm e-mail follows
 	@test -n "$$TOKEN" || { echo 'error: TOKEN is not set: export TOKEN=$$(make -s token)' >&2; exit 2; }
 	npx cdk deploy --require-approval never -c alarmDrillMinutes=$(DRILL_MINUTES)
 	$(DEPLOYMENT) drill-turns

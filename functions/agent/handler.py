@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
 from agent import async_turns
-from agent.api import (FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
+from agent.api import (HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
                        FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
 from agent.config import Settings, memory_from
 from agent.failures import INTERNAL_ERROR, TurnFailure, turn_failure
@@ -28,7 +28,7 @@ from agent.providers import Model, ModelError, configured_model
 from agent.turn import run_turn
 from memory.client import dynamodb_client
 from memory.errors import InvalidToken, MemoryUnavailable, SessionNotFound
-from memory.long_term import FactsLimitReached, InvalidFact
+from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact
 from memory.turn_status import TurnStatusStore
 
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
@@ -86,7 +86,7 @@ def _answers(*statuses: HTTPStatus, success: HTTPStatus = S.OK) -> dict:
 PROTECTED = (S.UNAUTHORIZED, S.UNPROCESSABLE_ENTITY, S.SERVICE_UNAVAILABLE)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
-FactKey = Annotated[str, Path(pattern=FACT_KEY)]
+FactKey = Annotated[str, Path(pattern=f"^{FACT_KEY}$")]  # the fact store's own pattern, anchored
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", pattern=IDEMPOTENCY_KEY_PATTERN)]
 Prefer = Annotated[str | None, Header(alias="prefer", max_length=256,
                                       description="`respond-async`: answer 202 at once, run the turn in a worker")]

@@ -11,9 +11,9 @@ import pytest
 from moto import mock_aws
 
 from conftest import REPO_ROOT
+from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD as ALARM_THRESHOLD
 from infra import deployment
 from infra.deployment import ONE_SHOT, REMEMBERED, UsageError, remember
-from infra.monitoring import ALARM_THRESHOLD
 from infra.settings import Settings
 
 
