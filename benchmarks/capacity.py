@@ -136,10 +136,9 @@ def run(endpoint: str) -> Section:
             f"by a botocore hook on the handler's client). The turn's item is {TURN_ITEM_BYTES:,} bytes or "
             f"less (a message sized for it), the window {MAX_TURNS} turns, one fact.",
             "A turn writes its item and the session's registry entry (under 1 KB) in one transaction: "
-            "(2 + 1) x 2 = 6 WCU, no index (the previous model paid 10: its META also rewrote a GSI entry, "
-            "whose sort key changed every turn, 2 more units, doubled by the transaction). The floor writes "
-            "no fence and no listing: a bare PutItem cannot be erased safely against a racing delete. An "
-            "Idempotency-Key adds the claim (a fenced transaction of its own) and the replay record.",
+            "(2 + 1) x 2 = 6 WCU, no index. The floor writes no fence and no listing: a bare PutItem cannot "
+            "be erased safely against a racing delete. An Idempotency-Key adds the claim (a fenced transaction "
+            "of its own) and the replay record.",
             f"Cross-check by AWS's documented rules (2 units per started KB of each item of a transaction): "
             f"the stored turn item is {turn_bytes:,} bytes, the registry entry {registry_bytes:,} bytes, so "
             f"2 x ({math.ceil(turn_bytes / 1024)} + {math.ceil(registry_bytes / 1024)}) = {rules_wcu} WCU. "

@@ -54,10 +54,10 @@ def test_a_page_of_only_expired_turns_does_not_hide_the_live_ones(api, user, rel
         token = page.json()["next_token"]
         if not token:
             break
-    # Then the live turns are all there (before the fix, the first page said 404)
+    # Then the live turns are all there: a first page of expired turns does not end the history with a 404
     assert pages == ["turn 5", "turn 6"]
     reliability("TTL", "history paged 2 at a time, the 5 oldest turns expired",
-                "200 with the 2 live turns (the first page no longer answers 404)")
+                "200 with the 2 live turns (a page of only expired turns is no 404)")
 
 
 def test_a_wholly_expired_session_is_gone(api, user, reliability):
