@@ -38,6 +38,13 @@ FAULTS = {
     "connection reset": connection_reset,
     "read timeout": read_timeout,
 }
+# The error a memory_write_suppressed line names, per fault: botocore's exception for the error code.
+LOGGED_ERRORS = {
+    "throttling": "ProvisionedThroughputExceededException",
+    "HTTP 500": "InternalServerError",
+    "connection reset": "ConnectionClosedError",
+    "read timeout": "ReadTimeoutError",
+}
 
 
 def say(api, user, session, message, **headers):
@@ -112,6 +119,7 @@ def test_a_failed_append_still_answers_and_says_so(api, user, handler, stored, r
     assert response.json()["memory"] == {"write": "suppressed"}
     [line] = [line for line in lines() if line["message"] == "memory_write_suppressed"]
     assert line["level"] == "WARNING" and line["session_id"] == "s" and "during" not in str(line)
+    assert line["error"] == LOGGED_ERRORS[fault]
     # And the history stored before is intact, without a partial turn
     after = snapshot(api, user)
     assert after == stored
