@@ -10,10 +10,10 @@ import pytest
 from agent import async_turns
 from agent.async_turns import Job, work
 from agent.observability import logger
-from conftest import as_user
+from client import as_user
+from fake_model import FAST, attach
 from fakes import Failure, SlowModelAPI, Text, captured_logs, words
 from faults import SERVER_ERROR, THROTTLED, failing
-from test_slow_model import FAST, attach
 
 ASYNC = {"Prefer": "respond-async"}
 POLL_SECONDS = 0.25

@@ -3,17 +3,16 @@ deleting in the worst order, eventually consistent reads that lag, and transacti
 conflicts."""
 
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from agent.observability import logger
-from conftest import SESSIONS_TABLE, as_user
+from client import as_user, say
 from fakes import captured_logs
 from faults import TRANSACTION_CONFLICT
+from local_stack import SESSIONS_TABLE, items_of
 from memory.client import dynamodb_client
 from memory.conversation import REGISTRY_PREFIX, SECONDS_PER_DAY, TURN_PREFIX, ConversationStore, session_key
 from memory.turns import Turn, Usage, iso, new_turn_id
-from test_erasure import items_of, say
 
 TTL_SECONDS = 30 * SECONDS_PER_DAY  # SESSION_TTL_DAYS of the integration stack
 CONCURRENT_TURNS = 8
@@ -50,7 +49,7 @@ def test_ttl_in_the_worst_order_leaves_nothing_erasure_cannot_find(api, user, re
     # Given sessions with turns and an idempotency record, all of them expired (written a TTL ago)
     for n in range(4):
         say(api, user, "old", f"turn {n}")
-    say(api, user, "keyed", "hello", **{"Idempotency-Key": "key-1"})
+    say(api, user, "keyed", "hello", idempotency_key="key-1")
     age(user, TTL_SECONDS + 1)
     # And TTL deleting in the worst order: whatever erasure finds sessions through first, then half
     late = ttl_sweep_in_the_worst_order(user)
@@ -104,7 +103,7 @@ def test_every_read_of_the_sessions_table_is_strongly_consistent(api, user, hand
     try:
         # When a user talks, reads, lists, and erases one session then everything
         say(api, user, "a", "hello")
-        say(api, user, "b", "hello", **{"Idempotency-Key": "key-1"})
+        say(api, user, "b", "hello", idempotency_key="key-1")
         assert api.get("/sessions/a/messages", headers=as_user(user)).status_code == 200
         assert api.get("/sessions", headers=as_user(user)).status_code == 200
         assert api.delete("/sessions/a", headers=as_user(user)).status_code == 204

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from agent.observability import logger
-from conftest import LONG_TERM_TABLE, SESSIONS_TABLE, as_user
+from client import as_user, say
 from fakes import ScriptedModel, captured_logs, text, tool_use
 from faults import (
     SERVER_ERROR,
@@ -26,6 +26,7 @@ from faults import (
     resetting_endpoint,
     unresponsive_endpoint,
 )
+from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE
 from memory.client import DYNAMODB_CONFIG, dynamodb_client
 from memory.conversation import ConversationStore
 from memory.long_term import FactStore
@@ -45,10 +46,6 @@ LOGGED_ERRORS = {
     "connection reset": "ConnectionClosedError",
     "read timeout": "ReadTimeoutError",
 }
-
-
-def say(api, user, session, message, **headers):
-    return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user) | headers)
 
 
 def snapshot(api, user) -> list:

@@ -9,7 +9,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 from agent import routes
-from conftest import as_user
+from client import as_user
 
 EXAMPLES_PER_OPERATION = 15
 # The OpenAPI document does not list its own route.
