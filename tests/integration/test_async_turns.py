@@ -38,7 +38,8 @@ def poll(api, user, location: str) -> list[dict]:
     raise AssertionError(f"still running after {GIVE_UP_SECONDS} s")
 
 
-@pytest.mark.parametrize("provider", ("anthropic", "bedrock"))
+# The Anthropic path runs at a real model's pace: `slow` (make test-fast leaves it out).
+@pytest.mark.parametrize("provider", (pytest.param("anthropic", marks=pytest.mark.slow), "bedrock"))
 def test_a_3000_token_answer_completes_asynchronously_with_progress_from_one_request(
     api, user, handler, monkeypatch, reliability, provider
 ):
