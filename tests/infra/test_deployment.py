@@ -77,6 +77,12 @@ def make_dry_run(*arguments: str) -> list[str]:
     return run.stdout.splitlines()
 
 
+def test_every_declared_verb_has_a_recipe():
+    (declared,) = re.findall(r"^\.PHONY: (.+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    for verb in declared.split():
+        assert not any("Nothing to be done" in line for line in make_dry_run(verb)), verb
+
+
 def test_make_deploy_remembers_first_and_passes_no_context_on_the_command_line():
     lines = make_dry_run("deploy", "ALARM_EMAIL=oncall@example.com", "CONTEXT=modelProvider=bedrock")
     (remembering,) = [i for i, line in enumerate(lines) if "infra.deployment remember" in line]
