@@ -10,11 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from conftest import REPO_ROOT
 from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD as ALARM_THRESHOLD
 from infra import deployment
 from infra.deployment import ONE_SHOT, REMEMBERED, UsageError, remember
 from infra.settings import Settings
+from synthesis import REPO_ROOT
 
 
 class Context:

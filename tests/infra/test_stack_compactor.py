@@ -7,12 +7,12 @@ import pytest
 
 from agent.config import Settings
 from compactor.logic import new_turns_by_session
-from conftest import COMPACTOR_HANDLER
 from infra import compactor as compactor_infra
 from infra.settings import STRATEGIES
 from memory import window
 from memory.conversation import ConversationStore, session_key
 from memory.turns import Turn, Usage
+from synthesis import COMPACTOR_HANDLER
 
 
 def mapping(synth) -> dict:

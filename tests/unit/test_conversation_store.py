@@ -1,23 +1,9 @@
 import pytest
 
 from memory.conversation import SECONDS_PER_DAY, registry_key, session_key
-from memory.errors import MemoryUnavailable, SessionNotFound, WriteRejected
-from memory.turns import Turn, Usage, iso, new_turn_id
-
-
-def make_turn(clock, n: int, user: str = "u1", session: str = "s1") -> Turn:
-    clock.now += 1
-    return Turn(
-        user_id=user,
-        session_id=session,
-        turn_id=new_turn_id(clock.now),
-        created_at=iso(clock.now),
-        messages=[
-            {"role": "user", "content": f"message {n}"},
-            {"role": "assistant", "content": [{"type": "text", "text": f"reply {n}"}]},
-        ],
-        usage=Usage(100 + n, 10),
-    )
+from memory.errors import SessionNotFound, WriteRejected
+from memory.turns import Usage
+from stores import make_turn
 
 
 def test_load_returns_the_last_k_turns_oldest_first(conversations, clock):
