@@ -10,7 +10,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: dev test test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench lint reliability clean
+.PHONY: dev test test-fast test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench lint reliability clean
 
 # `make dev` installs only what serving needs; the CDK, test and lint toolchain comes with the rest.
 $(SERVE_STAMP): requirements-serve.txt
@@ -35,8 +35,14 @@ dev: $(SERVE_STAMP) $(NODE_STAMP)  ## run the agent locally: DynamoDB Local + th
 chat: $(SERVE_STAMP)  ## terminal chat with the local server (or ENDPOINT=... TOKEN=...)
 	$(PY) -m local.chat
 
-test: install  ## unit (moto) + integration (DynamoDB Local over HTTP) + infra (synth) tests
+test: install  ## unit (moto) + integration (DynamoDB Local over HTTP) + infra (synth) tests: what CI runs
 	$(PY) -m pytest
+
+test-fast: install  ## the inner loop: every test but the `slow` ones (a fake model at a real model's pace)
+	$(PY) -m pytest -m "not slow"
+
+test-unit test-integration test-infra: test-%: install  ## one folder of tests/
+	$(PY) -m pytest tests/$*
 
 synth: install  ## cdk synth with the real layer, no Docker; then check the layer's wheels
 	CDK_DOCKER=/nonexistent/docker npx cdk synth --quiet
@@ -63,7 +69,7 @@ token: $(STAMP)  ## an access token (1 hour) for EMAIL and PASSWORD: export TOKE
 secret: $(STAMP)  ## put $$ANTHROPIC_API_KEY into the stack's secret (after the first deploy; to rotate)
 	@$(DEPLOYMENT) secret
 
-drill: install  ## staging only: every memory write fails for DRILL_MINUTES; sends 12 turns; alarm e-mail follows
+drill: install  ## staging only: every memory write fails for DRILL_MINUTES; sends more turns than the alarm threshold; alarm e-mail follows
 	@test -n "$$TOKEN" || { echo 'error: TOKEN is not set: export TOKEN=$$(make -s token)' >&2; exit 2; }
 	npx cdk deploy --require-approval never -c alarmDrillMinutes=$(DRILL_MINUTES)
 	$(DEPLOYMENT) drill-turns

@@ -12,12 +12,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from agent.shared import DEFAULT_MAX_TURNS
 from local.server import LocalContext, configure, to_event
 
 SESSIONS_TABLE = "bench-sessions"
 LONG_TERM_TABLE = "bench-long-term"
-# The deployed function keeps 20 turns in the prompt (infra/agent_function.py); so do we.
-MAX_TURNS = 20
+# The deployed function's K, the most turns read into a prompt; so is ours.
+MAX_TURNS = DEFAULT_MAX_TURNS
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.agent import budget
+from functions.agent.shared import AGENT_SERVICE as SERVICE_NAME
+from functions.agent.shared import DEFAULT_MAX_TURNS, DEFAULT_SESSION_TTL_DAYS, METRICS_NAMESPACE
 
 # The newest Python runtime aws-cdk-lib offers; arm64 (Graviton) costs ~20% less per GB-s.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -29,12 +31,6 @@ MEMORY_SIZE_MB = 512
 
 # Long enough to investigate an alarm or a user's report; logs do not pile up cost for ever.
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
-
-# Conversation items expire 30 days after they are written; the prompt keeps the last 20 turns.
-SESSION_TTL_DAYS = 30
-MEMORY_MAX_TURNS = 20
-SERVICE_NAME = "agent"
-METRICS_NAMESPACE = "AgentMemory"
 
 # SnapStart: measured on this project's machine (docs/DEPLOY.md, median of 9 fresh processes),
 # importing anthropic + botocore + Powertools' event handler takes 1.0 s with cached bytecode and
@@ -88,7 +84,7 @@ def python_function(
         memory_size=MEMORY_SIZE_MB,
         timeout=timeout,
         role=role,
-        environment={"SESSION_TTL_DAYS": str(SESSION_TTL_DAYS), "MEMORY_MAX_TURNS": str(MEMORY_MAX_TURNS),
+        environment={"SESSION_TTL_DAYS": str(DEFAULT_SESSION_TTL_DAYS), "MEMORY_MAX_TURNS": str(DEFAULT_MAX_TURNS),
                      "POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                      # Traces keep timings, not return values: those hold replies and users' facts.
                      "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",

@@ -12,21 +12,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.agent import routes
 from infra.agent_function import API_INTEGRATION_TIMEOUT
-
-Method = apigwv2.HttpMethod
-PROTECTED_ROUTES = (
-    (Method.POST, "/sessions/{session_id}/messages"),
-    (Method.GET, "/sessions/{session_id}/messages"),
-    (Method.GET, "/sessions/{session_id}/turns/{turn_id}"),
-    (Method.DELETE, "/sessions/{session_id}"),
-    (Method.GET, "/sessions"),
-    (Method.GET, "/memory"),
-    (Method.PUT, "/memory/{key}"),
-    (Method.DELETE, "/memory/{key}"),
-    (Method.DELETE, "/me"),
-)
-PUBLIC_ROUTES = ((Method.GET, "/health"), (Method.GET, "/openapi.json"))
 
 # Every message can cost a model call: the stage caps the spend rate of a leaked token or a
 # runaway client. 10 turns/s of ~5 s each keep ~50 Lambdas busy, far under the account's 1000.
@@ -96,17 +83,22 @@ class AgentApi(Construct):
             "Agent", handler, timeout=API_INTEGRATION_TIMEOUT
         )
         authorizer = authorizers.HttpJwtAuthorizer("Jwt", jwt_issuer, jwt_audience=jwt_audience)
-        for method, path in PROTECTED_ROUTES:
-            self.http_api.add_routes(
-                path=path, methods=[method], integration=integration, authorizer=authorizer
-            )
-        for method, path in PUBLIC_ROUTES:
-            for route in self.http_api.add_routes(path=path, methods=[method], integration=integration):
-                Validations.of(route).acknowledge(
-                    Acknowledgment(
-                        id="AwsSolutions-APIG4",
-                        reason="Health check and the OpenAPI document are public by design: "
-                        "they hold no user data and call no model.",
-                    )
+        for key in routes.PROTECTED:
+            self._add_route(key, integration, authorizer=authorizer)
+        for key in routes.PUBLIC:
+            route = self._add_route(key, integration)
+            Validations.of(route).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-APIG4",
+                    reason="Health check and the OpenAPI document are public by design: "
+                    "they hold no user data and call no model.",
                 )
+            )
         self.url = self.stage.url
+
+    def _add_route(self, key: str, integration: apigwv2.HttpRouteIntegration, **options) -> apigwv2.HttpRoute:
+        """One route from its route key ("GET /sessions")."""
+        method, path = key.split(" ")
+        (route,) = self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)],
+                                            integration=integration, **options)
+        return route

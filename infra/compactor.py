@@ -11,13 +11,14 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.agent import budget
+from functions.agent.shared import COMPACTOR_SERVICE as SERVICE_NAME
+from functions.memory.keys import TURN_PREFIX
 from infra.agent_function import FunctionCode, python_function
 
 HANDLER = "compactor.handler.lambda_handler"
-SERVICE_NAME = "compactor"
 # Only new turns: a summary's own key (TURN~SUMMARY) and registry entries (SESSION#...) do not match the prefix.
 TURN_INSERTS = {"eventName": lambda_.FilterRule.is_equal("INSERT"),
-                "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with("TURN#")}}}}
+                "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with(TURN_PREFIX)}}}}
 # Stream records per batch; the records of one session make one run, so at most this many runs.
 BATCH_SIZE = 10
 # Gathers a burst of turns into one batch; the summary is not on anyone's critical path.

@@ -15,13 +15,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD
+
 STACK_NAME = "DurableAgentMemory"
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "cdk.context.json"
 # The deployment's settings (infra/settings.py reads them): remembered from one deploy to the next.
 REMEMBERED = ("alarmEmail", "modelProvider", "modelId", "memoryStrategy", "jwtIssuer", "jwtAudience")
 # A drill lasts for one deploy only: `make drill` passes it on the command line, never remembered.
 ONE_SHOT = ("alarmDrillMinutes",)
-DRILL_TURNS = 12  # the alarm fires at 10 suppressed writes in 5 minutes
+# Every drill turn is a suppressed write: a few more than the alarm needs, so it surely fires.
+DRILL_TURNS = SUPPRESSED_WRITES_ALARM_THRESHOLD + 2
 REQUEST_TIMEOUT_SECONDS = 60
 
 

@@ -15,17 +15,15 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.agent_function import METRICS_NAMESPACE, SERVICE_NAME
-from infra.compactor import SERVICE_NAME as COMPACTOR_SERVICE_NAME
+from functions.agent.shared import (AGENT_SERVICE, COMPACTOR_SERVICE, METRICS_NAMESPACE,
+                                    SUPPRESSED_WRITES_ALARM_MINUTES, SUPPRESSED_WRITES_ALARM_THRESHOLD)
 from infra.compactor import Compactor
 from infra.worker import AsyncWorker
 
 # The structured event the memory library logs on a failed, suppressed write (one JSON line).
 SUPPRESSED_WRITE_PATTERN = '{ $.message = "memory_write_suppressed" }'
 SUPPRESSED_WRITE_METRIC = "MemoryWriteSuppressed"
-# A few failed writes are noise (a throttle, a blip); 10 in 5 minutes means memory is being lost.
-ALARM_THRESHOLD = 10
-ALARM_PERIOD = Duration.minutes(5)
+ALARM_PERIOD = Duration.minutes(SUPPRESSED_WRITES_ALARM_MINUTES)
 ALARM_EVALUATION_PERIODS = 1
 DASHBOARD_PERIOD = Duration.minutes(5)
 CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
@@ -75,7 +73,7 @@ class Monitoring(Construct):
             "SuppressedWritesAlarm",
             name="memory-writes-suppressed",
             description="Memory writes are failing: answers are served but turns are not stored.",
-            threshold=ALARM_THRESHOLD,
+            threshold=SUPPRESSED_WRITES_ALARM_THRESHOLD,
         )
 
         # An asynchronous turn whose worker failed after Lambda's retries: the client sees it `failed`
@@ -164,7 +162,7 @@ class Monitoring(Construct):
 
     def _dashboard(self, *, function: lambda_.IFunction, stage: apigwv2.HttpStage,
                    worker: lambda_.IFunction) -> cloudwatch.Dashboard:
-        def agent_metric(name: str, statistic: str, service: str = SERVICE_NAME) -> cloudwatch.Metric:
+        def agent_metric(name: str, statistic: str, service: str = AGENT_SERVICE) -> cloudwatch.Metric:
             # Powertools' EMF metrics carry the service name as their only dimension.
             return cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
@@ -178,7 +176,9 @@ class Monitoring(Construct):
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(24))
         dashboard.add_widgets(
             cloudwatch.AlarmWidget(
-                title="Suppressed memory writes (alarm at >= 10 / 5 min)", alarm=self.alarm
+                title=f"Suppressed memory writes (alarm at >= {SUPPRESSED_WRITES_ALARM_THRESHOLD} / "
+                f"{SUPPRESSED_WRITES_ALARM_MINUTES} min)",
+                alarm=self.alarm,
             ),
             cloudwatch.GraphWidget(
                 title="Turn latency (ms)",
@@ -213,7 +213,7 @@ class Monitoring(Construct):
             dashboard.add_widgets(
                 cloudwatch.GraphWidget(
                     title="Compactions",
-                    left=[agent_metric(name, cloudwatch.Stats.SUM, COMPACTOR_SERVICE_NAME)
+                    left=[agent_metric(name, cloudwatch.Stats.SUM, COMPACTOR_SERVICE)
                           for name in ("Compactions", "CompactionFailed")],
                 ),
                 cloudwatch.AlarmWidget(title="Compactions dead-lettered", alarm=self.compaction_alarm),

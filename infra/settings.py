@@ -8,17 +8,8 @@ from dataclasses import dataclass
 
 from constructs import Node
 
-PROVIDERS = ("anthropic", "bedrock", "offline")
-# memory.window.STRATEGIES (the app runs without functions/ on its path; a test keeps them equal).
-STRATEGIES = ("last_k", "token_budget", "compaction")
-
-# The global cross-region inference profile works from any commercial region; Bedrock serves
-# current Claude models only through inference profiles.
-DEFAULT_MODEL_IDS = {
-    "anthropic": "claude-sonnet-4-5",
-    "bedrock": "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
-    "offline": "offline",
-}
+from functions.agent.shared import DEFAULT_MODEL_IDS, PROVIDERS
+from functions.memory.window import STRATEGIES
 
 SECONDS_PER_MINUTE = 60
 

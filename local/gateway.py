@@ -11,6 +11,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
@@ -19,8 +20,6 @@ from urllib.parse import parse_qsl, urlsplit
 # and the header values together.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_REQUEST_LINE_AND_HEADERS_BYTES = 10_240
-# The OpenAPI document does not list its own route.
-UNDOCUMENTED_PUBLIC_ROUTES = (("GET", "/openapi.json"),)
 
 
 @dataclass(frozen=True)
@@ -40,16 +39,12 @@ class Route:
     protected: bool
 
 
-def routes_of(openapi: dict) -> list[Route]:
-    """API Gateway's route table, from the handler's OpenAPI document: an operation with a
-    `security` requirement is behind the JWT authorizer (infra/api.py builds the same table)."""
-    found = [
-        Route(method.upper(), _path_pattern(path), bool(operation.get("security")))
-        for path, item in openapi["paths"].items()
-        for method, operation in item.items()
-        if method in ("get", "put", "post", "delete", "patch")
-    ]
-    return found + [Route(method, _path_pattern(path), False) for method, path in UNDOCUMENTED_PUBLIC_ROUTES]
+def routes_of(protected: Iterable[str], public: Iterable[str]) -> list[Route]:
+    """API Gateway's route table from route keys ("GET /sessions/{session_id}"): the protected ones
+    are behind the JWT authorizer (agent/routes.py, which infra/api.py deploys)."""
+    return [Route(method, _path_pattern(path), is_protected)
+            for keys, is_protected in ((protected, True), (public, False))
+            for method, path in (key.split(" ") for key in keys)]
 
 
 def _path_pattern(path: str) -> re.Pattern:

@@ -17,6 +17,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 import gunicorn.util
 from gunicorn.app.base import BaseApplication
 
+from agent import routes
+from agent.shared import AGENT_SERVICE, METRICS_NAMESPACE
 from local.dynamodb import ROOT, PortInUse, embedded_dynamodb, listening_socket
 from local.gateway import MAX_REQUEST_LINE_AND_HEADERS_BYTES, Gateway, LocalContext, gateway_message, routes_of, to_event  # noqa: F401 (benchmarks)
 
@@ -26,9 +28,9 @@ LOCAL_DEFAULTS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "SESSIONS_TABLE_NAME": "agent-sessions",
     "LONG_TERM_TABLE_NAME": "agent-long-term",
-    "POWERTOOLS_SERVICE_NAME": "agent",
+    "POWERTOOLS_SERVICE_NAME": AGENT_SERVICE,
     "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_NAMESPACE": "AgentMemory",
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
 }
 DEFAULT_WORKERS = 4  # enough for two turns to race on a laptop's cores
 # gunicorn kills a worker silent for this long; above the API's 29 s integration timeout, so a slow
@@ -108,10 +110,8 @@ def make_server(handler, port: int, after_response=None) -> WSGIServer:
 
 
 def gateway(lambda_handler, after_response=None) -> Gateway:
-    """API Gateway's stand-in in front of `lambda_handler`, with the routes the handler documents."""
-    from agent.handler import app
-
-    return Gateway(lambda_handler, routes_of(json.loads(app.get_openapi_json_schema())), after_response)
+    """API Gateway's stand-in in front of `lambda_handler`, with the routes the stack deploys."""
+    return Gateway(lambda_handler, routes_of(routes.PROTECTED, routes.PUBLIC), after_response)
 
 
 def turn_stream(compactor_handler):

@@ -6,11 +6,9 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from memory.long_term import FACT_KEY as FACT_KEY_CHARS
-
+# Path parameter patterns are anchored: pydantic's (Rust) regex searches, and `$` there is the end
+# of the text, not a newline. A fact key's is memory.long_term.FACT_KEY, anchored (agent.handler).
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
-# Anchored for pydantic, whose (Rust) regex searches; `$` there is the end of the text, not a newline.
-FACT_KEY = f"^{FACT_KEY_CHARS}$"
 # 16,000 characters is ~4,000 tokens: a long message, and with the tool loop's blocks a turn stays
 # far below DynamoDB's 400 KB item limit (at most 4 bytes per character: 64 KB for the message).
 MAX_MESSAGE_CHARS = 16_000

@@ -4,17 +4,12 @@ import os
 from dataclasses import dataclass
 
 from agent.providers import DEFAULT_MAX_OUTPUT_TOKENS
+from agent.shared import DEFAULT_MAX_TURNS, DEFAULT_MODEL_IDS, DEFAULT_SESSION_TTL_DAYS, PROVIDERS
 from memory.conversation import ConversationStore
 from memory.long_term import DEFAULT_MAX_BYTES, DEFAULT_MAX_FACTS, DEFAULT_MAX_VALUE_CHARS, FactLimits, FactStore
 from memory.resilient import ResilientMemory
 from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES, WindowPolicy
 
-PROVIDERS = ("anthropic", "bedrock", "offline")
-DEFAULT_MODEL_IDS = {
-    "anthropic": "claude-sonnet-4-5",
-    "bedrock": "global.anthropic.claude-sonnet-4-5-20250929-v1:0",  # infra/settings.py: same
-    "offline": "offline",
-}
 # Room for the largest message (16,000 characters: ~4,000 tokens, more with JSON escapes), the tool
 # loop's reserve (agent.turn: 6,144) and the system prompt with the tools: less could not hold a turn.
 MIN_PROMPT_TOKENS = 16_000
@@ -62,13 +57,13 @@ class Settings:
         provider = env.get("AGENT_MODEL_PROVIDER", "offline")
         if provider not in PROVIDERS:
             raise ConfigError(f"AGENT_MODEL_PROVIDER must be one of {PROVIDERS}, not {provider!r}")
-        max_turns = _positive_int(env, "MEMORY_MAX_TURNS", 20)
+        max_turns = _positive_int(env, "MEMORY_MAX_TURNS", DEFAULT_MAX_TURNS)
         if max_turns > MAX_TURNS_LIMIT:
             raise ConfigError(f"MEMORY_MAX_TURNS must be from 1 to {MAX_TURNS_LIMIT}")
         settings = cls(
             sessions_table=_required(env, "SESSIONS_TABLE_NAME"),
             long_term_table=_required(env, "LONG_TERM_TABLE_NAME"),
-            session_ttl_days=_positive_int(env, "SESSION_TTL_DAYS", 30),
+            session_ttl_days=_positive_int(env, "SESSION_TTL_DAYS", DEFAULT_SESSION_TTL_DAYS),
             max_turns=max_turns,
             memory_strategy=env.get("MEMORY_STRATEGY", DEFAULT_STRATEGY),
             max_prompt_tokens=_positive_int(env, "MEMORY_MAX_PROMPT_TOKENS", DEFAULT_MAX_PROMPT_TOKENS),

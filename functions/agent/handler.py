@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
 from agent import async_turns
-from agent.api import (FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
+from agent.api import (HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
                        FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
 from agent.config import Settings, memory_from
 from agent.failures import INTERNAL_ERROR, TurnFailure, turn_failure
@@ -28,7 +28,7 @@ from agent.providers import Model, ModelError, configured_model
 from agent.turn import run_turn
 from memory.client import dynamodb_client
 from memory.errors import Erased, InvalidToken, MemoryUnavailable, SessionNotFound
-from memory.long_term import FactsLimitReached, InvalidFact
+from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact
 from memory.turn_status import TurnStatusStore
 
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
@@ -61,7 +61,7 @@ def _json(body) -> str:
 
 app = APIGatewayHttpResolver(enable_validation=True, serializer=_json, json_body_deserializer=json_object)
 # The document says what API Gateway enforces: every route but /health (and this document) needs
-# the Cognito JWT (infra/api.py); the local stack reads the same `security` to play the authorizer.
+# the Cognito JWT. The stack deploys agent/routes.py, which a test holds to this document.
 app.configure_openapi(
     title="Agent with durable memory",
     version="1.0.0",
@@ -85,7 +85,7 @@ def _answers(*statuses: HTTPStatus, success: HTTPStatus = S.OK) -> dict:
 PROTECTED = (S.UNAUTHORIZED, S.UNPROCESSABLE_ENTITY, S.SERVICE_UNAVAILABLE)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
-FactKey = Annotated[str, Path(pattern=FACT_KEY)]
+FactKey = Annotated[str, Path(pattern=f"^{FACT_KEY}$")]  # the fact store's own pattern, anchored
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", pattern=IDEMPOTENCY_KEY_PATTERN)]
 Prefer = Annotated[str | None, Header(alias="prefer", max_length=256,
                                       description="`respond-async`: answer 202 at once, run the turn in a worker")]
@@ -232,15 +232,34 @@ def erase_me():
     return _no_content()
 
 
-# Domain errors become HTTP errors here and nowhere else.
+# Domain errors become HTTP errors here and nowhere else. These have a fixed answer: status, code,
+# message (`{error}` is the exception's own text) and, for some, headers.
+RETRY_SOON = {"Retry-After": "1"}
+PLAIN_ERRORS = {
+    SessionNotFound: (S.NOT_FOUND, "not_found", "no such session"),
+    InvalidToken: (S.BAD_REQUEST, "bad_request", "{error}"),
+    TurnInProgress: (S.CONFLICT, "turn_in_progress",
+                     "a request with this Idempotency-Key is still running; retry shortly", RETRY_SOON),
+    KeyReused: (S.UNPROCESSABLE_ENTITY, "idempotency_key_reused",
+                "this Idempotency-Key was used with another message on this session"),
+    InvalidFact: (S.UNPROCESSABLE_ENTITY, "validation_error", "{error}"),
+    FactsLimitReached: (S.CONFLICT, "facts_limit_reached", "{error}: delete a fact to make room"),
+    # json.loads gives up on a body nested ~1,000 levels deep (a few KB of "["): bad input, not our fault.
+    RecursionError: (S.BAD_REQUEST, "malformed_json", "the body is nested too deeply"),
+}
+
+
+def _plain_error(status: HTTPStatus, code: str, message: str, headers: dict | None = None):
+    return lambda error: _error(status, code, message.format(error=error), headers)
+
+
+for _exception, _answer in PLAIN_ERRORS.items():
+    app.exception_handler(_exception)(_plain_error(*_answer))
+
+
 @app.exception_handler(ApiError)
 def api_error(error: ApiError) -> Response:
     return _error(error.status, error.code, str(error), error.headers)
-
-
-@app.exception_handler(SessionNotFound)
-def session_not_found(_: SessionNotFound) -> Response:
-    return _error(HTTPStatus.NOT_FOUND, "not_found", "no such session")
 
 
 @app.exception_handler(Erased)
@@ -250,56 +269,23 @@ def erased(_: Erased) -> Response:
                   "the session or its user was erased while this request ran; nothing of it was stored")
 
 
-@app.exception_handler(InvalidToken)
-def invalid_token(error: InvalidToken) -> Response:
-    return _error(HTTPStatus.BAD_REQUEST, "bad_request", str(error))
-
-
 @app.exception_handler(MemoryUnavailable)
 def memory_unavailable(error: MemoryUnavailable) -> Response:
     logger.error("memory_unavailable", extra={"error": str(error)})
     return _failure(turn_failure(error))
 
 
-@app.exception_handler(TurnInProgress)
-def turn_in_progress(_: TurnInProgress) -> Response:
-    return _error(HTTPStatus.CONFLICT, "turn_in_progress",
-                  "a request with this Idempotency-Key is still running; retry shortly", {"Retry-After": "1"})
-
-
-@app.exception_handler(KeyReused)
-def key_reused(_: KeyReused) -> Response:
-    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency_key_reused",
-                  "this Idempotency-Key was used with another message on this session")
-
-
 @app.exception_handler(async_turns.WorkerUnavailable)
 def worker_unavailable(error: async_turns.WorkerUnavailable) -> Response:
     logger.error("worker_unavailable", extra={"error": str(error)})
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, "worker_unavailable", "the turn could not be started; retry later",
-                  {"Retry-After": "1"})
+                  RETRY_SOON)
 
 
 @app.exception_handler(ModelError)
 def model_error(error: ModelError) -> Response:
     logger.error("model_failed", extra={"error": str(error), "transient": error.transient})
     return _failure(turn_failure(error))
-
-
-@app.exception_handler(InvalidFact)
-def invalid_fact(error: InvalidFact) -> Response:
-    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", str(error))
-
-
-@app.exception_handler(FactsLimitReached)
-def facts_limit_reached(error: FactsLimitReached) -> Response:
-    return _error(HTTPStatus.CONFLICT, "facts_limit_reached", f"{error}: delete a fact to make room")
-
-
-@app.exception_handler(RecursionError)
-def too_deep(_: RecursionError) -> Response:
-    # json.loads gives up on a body nested ~1,000 levels deep (a few KB of "["): bad input, not our fault.
-    return _error(HTTPStatus.BAD_REQUEST, "malformed_json", "the body is nested too deeply")
 
 
 @app.exception_handler(RequestValidationError)

@@ -8,17 +8,16 @@ destination. No turn ever waits for this function."""
 from aws_lambda_powertools import Logger, Metrics
 
 from agent.config import Settings
-from agent.observability import NAMESPACE
+from agent.shared import COMPACTOR_SERVICE as SERVICE
+from agent.shared import METRICS_NAMESPACE
 from agent.providers import configured_model
 from compactor.logic import Compactor, process
 from memory.client import dynamodb_client
 from memory.conversation import ConversationStore
 
-SERVICE = "compactor"
-
 # RFC 3339 timestamps: without one, Lambda's log-level filter reads a line as INFO whatever its level.
 logger = Logger(service=SERVICE, use_rfc3339=True)
-metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+metrics = Metrics(service=SERVICE, namespace=METRICS_NAMESPACE)
 settings = Settings.from_env()
 conversations = ConversationStore(
     client=dynamodb_client(), table_name=settings.sessions_table, ttl_days=settings.session_ttl_days

@@ -7,8 +7,8 @@ from botocore.config import Config
 
 CONNECT_TIMEOUT_SECONDS = 0.5
 READ_TIMEOUT_SECONDS = 1.0
-# Two attempts with standard-mode backoff (<= 1 s) bound a failing call to ~4 s: inside the 5 s a
-# read may take before the handler answers 503, and far inside API Gateway's 30 s.
+# Two attempts with standard-mode backoff (<= 1 s) bound a failing call to about 4 s
+# (2 x (0.5 s connect + 1 s read) + 1 s), far inside API Gateway's 30 s.
 MAX_ATTEMPTS = 2
 MAX_POOL_CONNECTIONS = 32
 

@@ -17,9 +17,9 @@ from botocore.exceptions import ClientError
 from agent.config import Settings
 from agent.observability import logger
 from cloudwatch_filter import matches, parse
-from conftest import REPO_ROOT
 from memory.resilient import ResilientMemory
 from memory.turns import Turn
+from synthesis import REPO_ROOT
 
 SUPPRESSED_LINE = (
     '{"level":"WARNING","location":"_best_effort:75","message":"memory_write_suppressed",'

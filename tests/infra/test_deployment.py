@@ -10,11 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from conftest import REPO_ROOT
+from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD as ALARM_THRESHOLD
 from infra import deployment
 from infra.deployment import ONE_SHOT, REMEMBERED, UsageError, remember
-from infra.monitoring import ALARM_THRESHOLD
 from infra.settings import Settings
+from synthesis import REPO_ROOT
 
 
 class Context:
@@ -75,6 +75,12 @@ def test_every_setting_the_stack_reads_is_remembered_except_the_drill():
 def make_dry_run(*arguments: str) -> list[str]:
     run = subprocess.run(["make", "-n", *arguments], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     return run.stdout.splitlines()
+
+
+def test_every_declared_verb_has_a_recipe():
+    (declared,) = re.findall(r"^\.PHONY: (.+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    for verb in declared.split():
+        assert not any("Nothing to be done" in line for line in make_dry_run(verb)), verb
 
 
 def test_make_deploy_remembers_first_and_passes_no_context_on_the_command_line():

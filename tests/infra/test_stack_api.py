@@ -2,33 +2,24 @@
 
 import json
 
-PROTECTED = {
-    "POST /sessions/{session_id}/messages",
-    "GET /sessions/{session_id}/messages",
-    "GET /sessions/{session_id}/turns/{turn_id}",
-    "DELETE /sessions/{session_id}",
-    "GET /sessions",
-    "GET /memory",
-    "PUT /memory/{key}",
-    "DELETE /memory/{key}",
-    "DELETE /me",
-}
-PUBLIC = {"GET /health", "GET /openapi.json"}
+from functions.agent import routes
+
+PROTECTED, PUBLIC = set(routes.PROTECTED), set(routes.PUBLIC)
 
 
-def routes(synth) -> dict[str, dict]:
+def deployed_routes(synth) -> dict[str, dict]:
     found = synth.resources("AWS::ApiGatewayV2::Route").values()
     return {r["Properties"]["RouteKey"]: r["Properties"] for r in found}
 
 
 def test_exactly_the_contracts_routes_exist(synth):
-    assert set(routes(synth)) == PROTECTED | PUBLIC
+    assert set(deployed_routes(synth)) == PROTECTED | PUBLIC
 
 
 def test_every_route_except_health_and_openapi_needs_the_jwt_authorizer(synth):
     authorizer_id = next(iter(synth.resources("AWS::ApiGatewayV2::Authorizer")))
 
-    for key, route in routes(synth).items():
+    for key, route in deployed_routes(synth).items():
         if key in PROTECTED:
             assert route["AuthorizationType"] == "JWT", key
             assert route["AuthorizerId"] == {"Ref": authorizer_id}, key

@@ -7,7 +7,6 @@ import pytest
 
 from agent.config import Settings
 from compactor.logic import new_turns_by_session
-from conftest import COMPACTOR_HANDLER
 from infra import compactor as compactor_infra
 from infra.settings import STRATEGIES
 from memory import window
@@ -15,6 +14,7 @@ from memory.conversation import ConversationStore
 from memory.keys import session_key
 from memory.registry import Fence
 from memory.turns import Turn, Usage
+from synthesis import COMPACTOR_HANDLER
 
 
 def mapping(synth) -> dict:

@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from conftest import AGENT_HANDLER, COMPACTOR_HANDLER
 from infra.tables import COMPACTION_ACTIONS, TABLE_DATA_ACTIONS
+from synthesis import AGENT_HANDLER, COMPACTOR_HANDLER, as_list, role_id, statement_for, statements
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -27,25 +27,6 @@ OPERATION_ACTIONS = {
     },
     "transact_get_items": {"dynamodb:GetItem"},
 }
-
-
-def role_id(synth, handler: str = AGENT_HANDLER) -> str:
-    return synth.function(handler)["Properties"]["Role"]["Fn::GetAtt"][0]
-
-
-def statements(synth, handler: str = AGENT_HANDLER) -> list[dict]:
-    (policy,) = [p for p in synth.resources("AWS::IAM::Policy").values()
-                 if p["Properties"]["Roles"] == [{"Ref": role_id(synth, handler)}]]
-    return policy["Properties"]["PolicyDocument"]["Statement"]
-
-
-def as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def statement_for(synth, action: str, handler: str = AGENT_HANDLER) -> dict:
-    (statement,) = [s for s in statements(synth, handler) if action in as_list(s["Action"])]
-    return statement
 
 
 def test_table_actions_are_scoped_to_the_two_table_arns(synth):

@@ -1,8 +1,7 @@
 """The worker of asynchronous turns: its budget, its dispatch grant, its failures' path to an alarm."""
 
-from conftest import AGENT_HANDLER
 from functions.agent import budget
-from test_stack_iam import as_list, statement_for, statements
+from synthesis import AGENT_HANDLER, as_list, statement_for, statements
 
 WORKER_HANDLER = "agent.worker.lambda_handler"
 

@@ -6,26 +6,18 @@ into the handler in this process (the `handler` fixture: fault injection, script
 reach those processes: its `api` and `base_url` are one "instance" in this process instead."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 
 import httpx
 import pytest
 
-from local.dynamodb import ROOT, embedded_dynamodb, free_port
+from client import as_user
+from local.dynamodb import embedded_dynamodb, free_port
 from local.server import configure, make_server
 from local.tables import control_plane_client, ensure_tables
-from memory.client import dynamodb_client
-from memory.keys import registry_key, session_key
+from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE, STACK_ENV, start_server, stop_server
 
-SESSIONS_TABLE, LONG_TERM_TABLE = "it-sessions", "it-long-term"
-STACK_ENV = {"SESSIONS_TABLE_NAME": SESSIONS_TABLE, "LONG_TERM_TABLE_NAME": LONG_TERM_TABLE,
-             "MEMORY_MAX_TURNS": "3", "AGENT_MODEL_PROVIDER": "offline"}
 SERVER_WORKERS = 4
-SERVER_START_SECONDS = 60
 
 
 @pytest.fixture(scope="session")
@@ -46,30 +38,6 @@ def handler(tables):
     from agent import handler
 
     return handler
-
-
-def start_server(env: dict, port: int) -> subprocess.Popen:
-    """`python -m local.server` (what `make dev` runs) on `port`, up and answering /health."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local.server"], cwd=ROOT, env=env | {"PORT": str(port)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the local server did not start: {process.stdout.read()[-2000:]}")
-
-
-def stop_server(process: subprocess.Popen) -> str:
-    """SIGTERM, as a process manager sends it; returns the console output."""
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    return output
 
 
 @pytest.fixture(scope="session")
@@ -109,29 +77,4 @@ def user(api):
     """A fresh identity per test; everything it stored is erased afterwards."""
     user_id = f"user-{uuid.uuid4().hex[:12]}"
     yield user_id
-    api.delete("/me", headers={"X-Local-User": user_id})
-
-
-def as_user(user_id: str) -> dict:
-    return {"X-Local-User": user_id}
-
-
-def expire(user: str, session: str, *, oldest: int | None = None, prefix: str = "") -> None:
-    """Sets expires_at in the past on the session's items (the `oldest` turns only, if given); when
-    every item lapses, so does the registry's record of its newest turn (the entry itself lives on)."""
-    client = dynamodb_client()
-    keys = client.query(
-        TableName=SESSIONS_TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": session_key(user, session)}},
-        ProjectionExpression="pk, sk",
-    )["Items"]
-    keys = [key for key in keys if key["sk"]["S"].startswith(prefix)]
-    turns = [key for key in keys if key["sk"]["S"].startswith("TURN#")]
-    for key in turns[:oldest] if oldest is not None else keys:
-        client.update_item(TableName=SESSIONS_TABLE, Key=key, UpdateExpression="SET expires_at = :past",
-                           ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 60)}})
-    if oldest is None and not prefix:
-        client.update_item(TableName=SESSIONS_TABLE, Key=registry_key(user, session),
-                           UpdateExpression="SET turns_expire_at = :past",
-                           ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 60)}})
+    api.delete("/me", headers=as_user(user_id))

@@ -10,10 +10,10 @@ import pytest
 from agent import async_turns
 from agent.async_turns import Job, work
 from agent.observability import logger
-from conftest import as_user
+from client import as_user
+from fake_model import FAST, attach
 from fakes import Failure, SlowModelAPI, Text, captured_logs, words
 from faults import SERVER_ERROR, THROTTLED, failing
-from test_slow_model import FAST, attach
 
 ASYNC = {"Prefer": "respond-async"}
 POLL_SECONDS = 0.25
@@ -38,7 +38,8 @@ def poll(api, user, location: str) -> list[dict]:
     raise AssertionError(f"still running after {GIVE_UP_SECONDS} s")
 
 
-@pytest.mark.parametrize("provider", ("anthropic", "bedrock"))
+# The Anthropic path runs at a real model's pace: `slow` (make test-fast leaves it out).
+@pytest.mark.parametrize("provider", (pytest.param("anthropic", marks=pytest.mark.slow), "bedrock"))
 def test_a_3000_token_answer_completes_asynchronously_with_progress_from_one_request(
     api, user, handler, monkeypatch, reliability, provider
 ):

@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import as_user
+from client import as_user
 
 BAD_TURNS = [
     ("malformed json", "/sessions/s1/messages", b'{"message": ', 400),

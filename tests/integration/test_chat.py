@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from client import as_user
 from local.dynamodb import ROOT
-from conftest import as_user
 
 pytestmark = pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed (apt-get install tmux)")
 SCREEN_WAIT_SECONDS = 30

@@ -12,8 +12,8 @@ from botocore.config import Config
 
 from agent.observability import logger
 from agent.providers import OfflineModel
+from client import as_user
 from compactor.logic import Compactor, process
-from conftest import as_user
 from local.dynamodb import free_port
 from local.server import make_server, turn_stream
 from local.tables import create_table_request

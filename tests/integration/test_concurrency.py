@@ -13,7 +13,7 @@ import httpx
 
 from agent.providers import OfflineModel
 from agent.turn import run_turn
-from conftest import as_user
+from client import as_user
 
 CONCURRENT_TURNS = 32
 

@@ -5,31 +5,11 @@ anything."""
 
 import pytest
 
-from conftest import LONG_TERM_TABLE, SESSIONS_TABLE, as_user, expire
-from memory.client import dynamodb_client
-from memory.keys import REGISTRY_PREFIX, session_key
+from client import as_user, say
+from local_stack import expire, items_of
+from memory.keys import session_key
 
 MANY = 30  # more than one BatchWriteItem of 25
-
-
-def say(api, user, session, message, **headers):
-    return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user) | headers)
-
-
-def items_of(user: str) -> list[dict]:
-    """Every item of `user` in both tables, read with Scan: not through the code under test."""
-    client = dynamodb_client()
-    sessions = client.get_paginator("scan").paginate(
-        TableName=SESSIONS_TABLE,
-        FilterExpression="begins_with(pk, :prefix) OR pk = :registry",
-        ExpressionAttributeValues={":prefix": {"S": session_key(user, "")}, ":registry": {"S": REGISTRY_PREFIX + user}},
-    )
-    facts = client.get_paginator("query").paginate(
-        TableName=LONG_TERM_TABLE,
-        KeyConditionExpression="user_id = :user",
-        ExpressionAttributeValues={":user": {"S": user}},
-    )
-    return [item for page in [*sessions, *facts] for item in page["Items"]]
 
 
 @pytest.fixture
@@ -46,7 +26,7 @@ def test_erasure_removes_every_item_of_the_caller_and_nothing_else(api, user, ne
     # Given sessions with many turns, an idempotency record, an expired session, and many facts
     for n in range(MANY):
         say(api, user, "long", f"turn {n}")
-    say(api, user, "keyed", "hello", **{"Idempotency-Key": "key-1"})
+    say(api, user, "keyed", "hello", idempotency_key="key-1")
     say(api, user, "old", "long ago")
     expire(user, "old")
     for n in range(MANY):
@@ -71,7 +51,7 @@ def test_erasure_removes_every_item_of_the_caller_and_nothing_else(api, user, ne
 
 def test_deleting_a_session_removes_every_item_of_it_and_only_it(api, user, reliability):
     # Given two sessions, one with an idempotency record
-    say(api, user, "gone", "hello", **{"Idempotency-Key": "key-1"})
+    say(api, user, "gone", "hello", idempotency_key="key-1")
     say(api, user, "gone", "again")
     say(api, user, "kept", "stay")
     kept = [item for item in items_of(user) if item["pk"]["S"] == session_key(user, "kept")]

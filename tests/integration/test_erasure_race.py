@@ -6,8 +6,8 @@ import json
 import os
 import uuid
 
-from conftest import LONG_TERM_TABLE, SESSIONS_TABLE
 from instances import invoke, run_instances
+from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE
 from memory.client import dynamodb_client
 
 # Each session is written and erased in its own slot of time, then left alone: a turn orphaned by a

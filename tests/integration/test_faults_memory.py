@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from agent.observability import logger
-from conftest import LONG_TERM_TABLE, SESSIONS_TABLE, as_user
+from client import as_user, say
 from fakes import ScriptedModel, captured_logs, text, tool_use
 from faults import (
     SERVER_ERROR,
@@ -26,6 +26,7 @@ from faults import (
     resetting_endpoint,
     unresponsive_endpoint,
 )
+from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE
 from memory.client import DYNAMODB_CONFIG, dynamodb_client
 from memory.conversation import ConversationStore
 from memory.long_term import FactStore
@@ -38,10 +39,13 @@ FAULTS = {
     "connection reset": connection_reset,
     "read timeout": read_timeout,
 }
-
-
-def say(api, user, session, message, **headers):
-    return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user) | headers)
+# The error a memory_write_suppressed line names, per fault: botocore's exception for the error code.
+LOGGED_ERRORS = {
+    "throttling": "ProvisionedThroughputExceededException",
+    "HTTP 500": "InternalServerError",
+    "connection reset": "ConnectionClosedError",
+    "read timeout": "ReadTimeoutError",
+}
 
 
 def snapshot(api, user) -> list:
@@ -112,6 +116,7 @@ def test_a_failed_append_still_answers_and_says_so(api, user, handler, stored, r
     assert response.json()["memory"] == {"write": "suppressed"}
     [line] = [line for line in lines() if line["message"] == "memory_write_suppressed"]
     assert line["level"] == "WARNING" and line["session_id"] == "s" and "during" not in str(line)
+    assert line["error"] == LOGGED_ERRORS[fault]
     # And the history stored before is intact, without a partial turn
     after = snapshot(api, user)
     assert after == stored

@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from agent.api import MAX_BODY_BYTES, MAX_MESSAGE_CHARS
 from agent.turn import MAX_TOOL_ROUNDS
 from memory.long_term import DEFAULT_MAX_VALUE_CHARS as MAX_FACT_VALUE_CHARS
-from conftest import SESSIONS_TABLE, as_user
+from client import as_user
 from fakes import ScriptedModel, text, tool_use
 from faults import recording
+from local_stack import SESSIONS_TABLE
 from memory.client import dynamodb_client
 from memory.keys import TURN_PREFIX, session_key
 

@@ -9,14 +9,9 @@ import pytest
 from agent.observability import logger
 from agent.providers import ModelError
 from agent.turn import run_turn
-from conftest import as_user
+from client import as_user, say
 from fakes import ScriptedModel, captured_logs, text
 from faults import SERVER_ERROR, failing, recording
-
-
-def say(api, user, message, key=None, session="s"):
-    headers = as_user(user) | ({"Idempotency-Key": key} if key else {})
-    return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=headers)
 
 
 def stored_turns(api, user, session="s") -> list[str]:
@@ -48,9 +43,9 @@ def model(handler, monkeypatch):
 
 def test_a_retry_gets_the_same_reply_without_a_second_model_call_or_turn(api, user, model, reliability):
     # Given a turn sent with an Idempotency-Key
-    first = say(api, user, "hello", key="key-1")
+    first = say(api, user, "s", "hello", idempotency_key="key-1")
     # When it is retried with the same key
-    retry = say(api, user, "hello", key="key-1")
+    retry = say(api, user, "s", "hello", idempotency_key="key-1")
     # Then the retry gets the same answer, the model was called once, one turn is stored
     assert first.status_code == retry.status_code == 200
     assert retry.json() == first.json()
@@ -61,8 +56,8 @@ def test_a_retry_gets_the_same_reply_without_a_second_model_call_or_turn(api, us
 
 def test_a_new_key_is_a_new_turn(api, user, handler, monkeypatch, reliability):
     monkeypatch.setattr(handler, "model", lambda: ScriptedModel(text("an answer")))
-    first = say(api, user, "hello", key="key-1")
-    second = say(api, user, "hello", key="key-2")
+    first = say(api, user, "s", "hello", idempotency_key="key-1")
+    second = say(api, user, "s", "hello", idempotency_key="key-2")
     assert first.json()["turn_id"] != second.json()["turn_id"]
     assert stored_turns(api, user) == ["hello", "hello"]
     reliability("Idempotency", "the same message with a new key", "a new turn, stored")
@@ -82,14 +77,14 @@ def test_a_retry_while_the_first_is_running_gets_409(api, user, handler, reliabi
         first = pool.submit(handler.idempotency.turn, user, "s", "key-1", "slow", first_turn)
         assert model.entered.wait(10)
         # When the client retries with the same key
-        retry = say(api, user, "slow", key="key-1")
+        retry = say(api, user, "s", "slow", idempotency_key="key-1")
         # Then the retry is told to come back, and does not run the turn
         assert retry.status_code == 409 and retry.json()["error"] == "turn_in_progress"
         assert retry.headers["retry-after"] == "1"
         model.release.set()
         result = first.result()
     # And once the first is done, the retry gets its answer
-    again = say(api, user, "slow", key="key-1")
+    again = say(api, user, "s", "slow", idempotency_key="key-1")
     assert again.status_code == 200
     assert (again.json()["turn_id"], again.json()["reply"]) == (result.turn.turn_id, "finally")
     assert model.calls == 1 and stored_turns(api, user) == ["slow"]
@@ -116,8 +111,8 @@ def test_concurrent_retries_run_the_turn_once(api, user, model, base_url, reliab
 
 def test_a_key_reused_with_another_message_is_422(api, user, handler, monkeypatch, reliability):
     monkeypatch.setattr(handler, "model", lambda: ScriptedModel(text("an answer")))
-    say(api, user, "hello", key="key-1")
-    response = say(api, user, "something else", key="key-1")
+    say(api, user, "s", "hello", idempotency_key="key-1")
+    response = say(api, user, "s", "something else", idempotency_key="key-1")
     assert response.status_code == 422 and response.json()["error"] == "idempotency_key_reused"
     assert stored_turns(api, user) == ["hello"]
     reliability("Idempotency", "the same key with a different message", "422 idempotency_key_reused; nothing stored")
@@ -136,12 +131,12 @@ def test_a_malformed_key_is_422(api, user, name, reliability):
 
 def test_without_the_header_no_extra_dynamodb_call_is_made(api, user, handler, reliability):
     # Given a session that exists
-    say(api, user, "first")
+    say(api, user, "s", "first")
     # When a turn is sent without, then with, an Idempotency-Key
     with recording(handler.dynamodb) as without:
-        say(api, user, "plain")
+        say(api, user, "s", "plain")
     with recording(handler.dynamodb) as with_key:
-        say(api, user, "keyed", key="key-1")
+        say(api, user, "s", "keyed", idempotency_key="key-1")
     # Then without it the turn makes exactly its own calls: its fence, window and facts read side by
     # side, the turn's PutItem and the fence's confirm; with it, one claim (PutItem) more, and the
     # turn goes with its record in one transaction
@@ -155,13 +150,13 @@ def test_without_the_header_no_extra_dynamodb_call_is_made(api, user, handler, r
 def test_a_failed_idempotency_record_never_fails_the_turn(api, user, model, handler, reliability):
     # When the claim cannot be written
     with failing(handler.dynamodb, "PutItem", SERVER_ERROR, times=2), captured_logs(logger) as lines:
-        response = say(api, user, "hello", key="key-1")
+        response = say(api, user, "s", "hello", idempotency_key="key-1")
     # Then the turn is answered and stored anyway, and the failure is logged like any memory write
     assert response.status_code == 200 and response.json()["memory"] == {"write": "ok"}
     [line] = [line for line in lines() if line["message"] == "memory_write_suppressed"]
     assert line["record"] == "idempotency" and line["error"] == "InternalServerError"
     # And the record stored with the turn still answers a retry
-    assert say(api, user, "hello", key="key-1").json() == response.json()
+    assert say(api, user, "s", "hello", idempotency_key="key-1").json() == response.json()
     assert len(model.calls) == 1 and stored_turns(api, user) == ["hello"]
     reliability("Idempotency", "the idempotency claim fails (HTTP 500)",
                 "200, turn stored, one memory_write_suppressed line; a retry still gets the stored reply")
@@ -174,10 +169,10 @@ def test_a_failed_turn_releases_its_key(api, user, handler, monkeypatch, reliabi
 
     # Given a first attempt that failed in the model
     monkeypatch.setattr(handler, "model", lambda: Overloaded())
-    assert say(api, user, "hello", key="key-1").status_code == 503
+    assert say(api, user, "s", "hello", idempotency_key="key-1").status_code == 503
     # When the client retries with the same key
     monkeypatch.setattr(handler, "model", lambda: ScriptedModel(text("better now")))
-    retry = say(api, user, "hello", key="key-1")
+    retry = say(api, user, "s", "hello", idempotency_key="key-1")
     # Then the turn runs, and is stored once
     assert retry.status_code == 200 and retry.json()["reply"] == "better now"
     assert stored_turns(api, user) == ["hello"]
@@ -188,8 +183,8 @@ def test_a_failed_turn_releases_its_key(api, user, handler, monkeypatch, reliabi
 def test_a_suppressed_append_releases_its_key(api, user, handler, monkeypatch, reliability):
     monkeypatch.setattr(handler, "model", lambda: ScriptedModel(text("first"), text("second")))
     with failing(handler.dynamodb, "TransactWriteItems", SERVER_ERROR):
-        assert say(api, user, "hello", key="key-1").json()["memory"] == {"write": "suppressed"}
-    retry = say(api, user, "hello", key="key-1")
+        assert say(api, user, "s", "hello", idempotency_key="key-1").json()["memory"] == {"write": "suppressed"}
+    retry = say(api, user, "s", "hello", idempotency_key="key-1")
     assert retry.json()["memory"] == {"write": "ok"} and stored_turns(api, user) == ["hello"]
     reliability("Idempotency", "a retry after the first answer's append was suppressed",
                 "the key was released: the retry runs and stores the turn, once")

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from client import as_user
 from local.dynamodb import ROOT, free_port, listening_socket
-from conftest import STACK_ENV, as_user, start_server, stop_server
+from local_stack import STACK_ENV, start_server, stop_server
 
 
 def raw(url: str, request: bytes, *, half_close: bool = False) -> tuple[int, bytes]:

@@ -1,10 +1,6 @@
 import pytest
 
-from conftest import as_user
-
-
-def say(api, user, session, message):
-    return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user))
+from client import as_user, say
 
 
 def test_two_users_two_sessions_five_turns_each(api, user, handler):

@@ -11,7 +11,7 @@ import pytest
 
 from agent.observability import logger
 from agent.providers import OfflineModel
-from conftest import as_user
+from client import as_user
 from local.dynamodb import free_port
 from local.server import make_server, turn_stream
 from memory.resilient import ResilientMemory

@@ -9,8 +9,9 @@ import pytest
 from agent.prompt import FACTS_OPEN, read_facts
 from agent.providers import ModelResponse
 from agent.turn import MAX_TOOL_CALLS_PER_ANSWER
-from conftest import LONG_TERM_TABLE, as_user
+from client import as_user, say
 from fakes import ScriptedModel, text, tool_use
+from local_stack import LONG_TERM_TABLE
 from memory.client import dynamodb_client
 from memory.long_term import DEFAULT_MAX_BYTES, FactLimits
 from memory.turns import Usage
@@ -21,10 +22,6 @@ RACERS = 8
 # 100 facts of 500 characters: ~12,700 tokens, more than all the room a 16,000-token prompt has left
 # after the tool loop's reserve (the old code then sent `turns: 0`), and within the default caps.
 FACTS_OVER_THE_SHARE = 100
-
-
-def say(api, user, message, session="s1"):
-    return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user))
 
 
 def facts_of(api, user) -> dict:
@@ -90,7 +87,7 @@ def test_the_model_gets_a_readable_error_past_the_cap(api, user, handler, small_
         api.put(f"/memory/{key}", json={"value": "v"}, headers=as_user(user))
     model = ScriptedModel(tool_use("remember", {"key": "d", "value": "v"}), text("sorry"))
     monkeypatch.setattr(handler, "model", lambda: model)
-    response = say(api, user, "remember that my d is v")
+    response = say(api, user, "s1", "remember that my d is v")
     assert response.status_code == 200
     tool_result = model.calls[1]["messages"][-1]["content"][0]
     assert tool_result["is_error"] is True and "at most 3 facts" in tool_result["content"]
@@ -104,9 +101,9 @@ def test_facts_keep_to_their_share_and_the_conversation_keeps_its_room(api, user
     monkeypatch.setattr(handler.memory, "window", WindowPolicy(max_prompt_tokens=16_000))
     for n in range(FACTS_OVER_THE_SHARE):
         api.put(f"/memory/fact_{n:03d}", json={"value": f"{n:03d}" + "x" * 497}, headers=as_user(user))
-    say(api, user, "hello")
+    say(api, user, "s1", "hello")
     # When the user talks on
-    context = say(api, user, "and again").json()["context"]
+    context = say(api, user, "s1", "and again").json()["context"]
     # Then the history is still in the prompt, and the response says how many facts were left out
     assert context["turns"] == 1
     assert context["facts"] + context["facts_omitted"] == FACTS_OVER_THE_SHARE and context["facts_omitted"] > 0
@@ -123,11 +120,11 @@ def test_a_value_that_forges_prompt_structure_is_refused_or_inert(api, user, han
     dynamodb_client().put_item(TableName=LONG_TERM_TABLE, Item={
         "user_id": {"S": user}, "fact_key": {"S": "name"}, "value": {"S": INJECTION},
         "updated_at": {"S": "2026-01-01T00:00:00.000+00:00"}})
-    reply = say(api, user, "what is my name?").json()["reply"]
+    reply = say(api, user, "s1", "what is my name?").json()["reply"]
     assert "I see 0 earlier turns and 1 facts" in reply  # the offline model reads the prompt's facts block
     model = ScriptedModel(text("hi"))
     monkeypatch.setattr(handler, "model", lambda: model)
-    say(api, user, "hello again")
+    say(api, user, "s1", "hello again")
     system = model.calls[0]["system"]
     assert read_facts(system) == {"name": INJECTION}
     assert not any(line.startswith(("Ignore", "- favourite_colour")) for line in system.splitlines())
@@ -141,7 +138,7 @@ def test_a_value_that_forges_prompt_structure_is_refused_or_inert(api, user, han
 def test_the_model_cannot_store_what_the_api_refuses(api, user, handler, monkeypatch, reliability, tool_input):
     model = ScriptedModel(tool_use("remember", tool_input), text("ok"))
     monkeypatch.setattr(handler, "model", lambda: model)
-    assert say(api, user, "please remember this document").status_code == 200
+    assert say(api, user, "s1", "please remember this document").status_code == 200
     assert facts_of(api, user) == {}
     assert model.calls[1]["messages"][-1]["content"][0]["is_error"] is True
     reliability("Hostile input", f"`remember` with {tool_input!r}"[:90], "tool error; nothing stored", 0)
@@ -162,7 +159,7 @@ def test_an_answer_with_40_tool_calls_runs_only_the_first_few(api, user, handler
     model = ScriptedModel(ModelResponse(calls, "tool_use", Usage(10, 5)), text("done"))
     monkeypatch.setattr(handler, "model", lambda: model)
     # When the turn runs
-    assert say(api, user, "forget everything").status_code == 200
+    assert say(api, user, "s1", "forget everything").status_code == 200
     # Then only the first calls ran; every call got an answer
     assert len(facts_of(api, user)) == 40 - MAX_TOOL_CALLS_PER_ANSWER
     assert len(model.calls[1]["messages"][-1]["content"]) == 40
@@ -197,7 +194,7 @@ def test_our_own_value_error_is_a_500_not_the_clients_400(api, user, handler, mo
             raise ValueError("a bug of ours, with internals: /opt/python/agent/turn.py")
 
     monkeypatch.setattr(handler, "model", lambda: Broken())
-    response = say(api, user, "hello")
+    response = say(api, user, "s1", "hello")
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "message": "something went wrong on our side"}
     # While the client's own bad input is still its 4xx

@@ -8,7 +8,7 @@ import pytest
 
 from agent import turn as turn_module
 from agent.providers import MODEL_MAX_ATTEMPTS, AnthropicModel
-from conftest import as_user
+from client import as_user, say
 from fakes import Failure, SlowModelAPI, Text, words
 from local.dynamodb import free_port
 
@@ -45,10 +45,6 @@ def fake_api(handler, monkeypatch):
         yield api
 
 
-def say(api, user, message="hello"):
-    return api.post("/sessions/s/messages", json={"message": message}, headers=as_user(user))
-
-
 def nothing_stored(api, user) -> bool:
     return (
         api.get("/sessions/s/messages", headers=as_user(user)).status_code == 404
@@ -77,7 +73,7 @@ def test_model_faults_are_retried_within_the_budget_then_answered_clearly(
     # Given a Messages API that answers as scripted
     fake_api.script = list(script)
     # When a turn is sent
-    response = say(api, user)
+    response = say(api, user, "s", "hello")
     # Then the turn gets the expected answer, after exactly the expected number of attempts
     assert response.status_code == status, response.text
     assert fake_api.requests == requests
@@ -99,7 +95,7 @@ def test_a_model_that_never_answers_ends_within_the_budget(api, user, fake_api, 
     fake_api.script = [HANG]
     # When a turn is sent
     started = time.monotonic()
-    response = say(api, user)
+    response = say(api, user, "s", "hello")
     elapsed = time.monotonic() - started
     # Then it is a 503 inside the turn's budget, not a gateway timeout, and nothing is stored
     assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
@@ -115,7 +111,7 @@ def test_an_unreachable_model_is_503(api, user, handler, monkeypatch, reliabilit
     model = AnthropicModel(api_key="test-key", model_id="claude-test")
     monkeypatch.setattr(handler, "model", lambda: model)
     # When a turn is sent
-    response = say(api, user)
+    response = say(api, user, "s", "hello")
     # Then 503 after bounded retries, and nothing is stored
     assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
     assert nothing_stored(api, user)

@@ -8,29 +8,15 @@ import pytest
 
 from agent import providers
 from agent import turn as turn_module
-from agent.providers import AnthropicModel, BedrockModel
 from agent.turn import CUT_OFF_TEXT
-from conftest import as_user
+from client import as_user, say
+from fake_model import FAST, attach
 from fakes import SlowModelAPI, Text, ToolCall, words
 
 PROVIDERS = ("anthropic", "bedrock")
-# Behaviour-only tests run the fake ten times faster than a real model.
-FAST = {"first_token_seconds": 0.1, "tokens_per_second": 600}
+# Where the Anthropic path runs at a real model's pace: `slow` (make test-fast leaves it out).
+AT_REAL_PACE = (pytest.param("anthropic", marks=pytest.mark.slow), "bedrock")
 SHORT_DEADLINE_SECONDS = 4.0
-
-
-def attach(handler, monkeypatch, api: SlowModelAPI, provider: str):
-    """The handler's model talks to `api`, as `provider` would to the real service."""
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", api.url)
-    model = (AnthropicModel(api_key="test-key", model_id="claude-test") if provider == "anthropic"
-             else BedrockModel(model_id="anthropic.claude-test"))
-    monkeypatch.setattr(handler, "model", lambda: model)
-    return model
-
-
-def say(api, user, message="tell me a long story", session="s"):
-    return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user))
 
 
 def stored_reply(api, user, session="s") -> str:
@@ -38,7 +24,7 @@ def stored_reply(api, user, session="s") -> str:
     return "".join(block["text"] for block in messages[-1]["content"] if block["type"] == "text")
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", AT_REAL_PACE)
 def test_a_1000_token_answer_at_a_real_models_pace_comes_back_whole_from_one_request(
     api, user, handler, monkeypatch, reliability, provider
 ):
@@ -49,7 +35,7 @@ def test_a_1000_token_answer_at_a_real_models_pace_comes_back_whole_from_one_req
         attach(handler, monkeypatch, fake, provider)
         fake.script = [Text(1000)]
         # When a synchronous turn asks for a 1,000-token answer
-        response = say(api, user)
+        response = say(api, user, "s", "tell me a long story")
         # Then the whole answer comes back, from one model request, and is stored
         assert response.status_code == 200, response.text
         body = response.json()
@@ -72,7 +58,7 @@ def test_a_stall_mid_answer_ends_at_the_deadline_with_what_was_written(
         fake.script = [Text(1000, stall_after=100)]
         # When a turn is sent
         started = time.monotonic()
-        response = say(api, user)
+        response = say(api, user, "s", "tell me a long story")
         elapsed = time.monotonic() - started
         # Then it answers 200 with the 100 tokens written, marked truncated, stored like any turn
         assert response.status_code == 200, response.text
@@ -93,7 +79,7 @@ def test_a_stream_silent_past_the_stall_timeout_ends_the_answer_before_the_deadl
         attach(handler, monkeypatch, fake, "anthropic")
         fake.script = [Text(1000, stall_after=50)]
         # When a turn is sent
-        response = say(api, user)
+        response = say(api, user, "s", "tell me a long story")
         # Then the read timeout, not the turn's deadline, ends it: what was written, truncated
         assert response.status_code == 200, response.text
         assert response.json()["reply"] == words(50) and response.json()["truncated"] is True
@@ -101,14 +87,14 @@ def test_a_stream_silent_past_the_stall_timeout_ends_the_answer_before_the_deadl
                 "200 with the 50 tokens written, `truncated`, stored; the turn's deadline not reached")
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", AT_REAL_PACE)
 def test_tool_rounds_work_on_the_streamed_api(api, user, handler, monkeypatch, reliability, provider):
     # Given a model that streams a `remember` call, then (after our tool result) a 120-token answer
     with SlowModelAPI(**({} if provider == "anthropic" else FAST)) as fake:
         attach(handler, monkeypatch, fake, provider)
         fake.script = [ToolCall("remember", {"key": "colour", "value": "teal"}), Text(120)]
         # When the turn runs
-        response = say(api, user, "remember that my colour is teal")
+        response = say(api, user, "s", "remember that my colour is teal")
         # Then the fact is stored, the tool result went back to the model, and the answer is whole
         assert response.status_code == 200, response.text
         assert response.json()["reply"] == words(120) and fake.requests == 2
@@ -125,13 +111,13 @@ def test_a_deadline_between_tool_rounds_stores_a_well_formed_truncated_turn(api,
         attach(handler, monkeypatch, fake, "anthropic")
         fake.script = [ToolCall("remember", {"key": "colour", "value": "teal"}), Text(50)]
         # When the turn runs
-        response = say(api, user, "remember that my colour is teal")
+        response = say(api, user, "s", "remember that my colour is teal")
         # Then the spent round is kept: 200, truncated, and the next turn of the session still works
         assert response.status_code == 200, response.text
         assert response.json()["reply"] == CUT_OFF_TEXT and response.json()["truncated"] is True
     with SlowModelAPI(**FAST) as fake:
         attach(handler, monkeypatch, fake, "anthropic")
         fake.script = [Text(5)]
-        assert say(api, user, "and now?").json()["context"]["turns"] == 1
+        assert say(api, user, "s", "and now?").json()["context"]["turns"] == 1
     reliability("Model faults", "anthropic: the deadline comes between a tool round and the final answer",
                 "200 `truncated` with a cut-off note; the turn is stored well formed and the next turn sees it")

@@ -6,14 +6,11 @@ import hashlib
 import pytest
 
 from agent.idempotency import IDEMPOTENCY_PREFIX
-from conftest import SESSIONS_TABLE, as_user, expire
+from client import as_user, say
 from fakes import ScriptedModel, text
+from local_stack import SESSIONS_TABLE, expire
 from memory.client import dynamodb_client
 from memory.keys import session_key
-
-
-def say(api, user, session, message, **headers):
-    return api.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user) | headers)
 
 
 def said(api, user, session, **params) -> list[str]:
@@ -54,10 +51,10 @@ def test_a_page_of_only_expired_turns_does_not_hide_the_live_ones(api, user, rel
         token = page.json()["next_token"]
         if not token:
             break
-    # Then the live turns are all there (before the fix, the first page said 404)
+    # Then the live turns are all there: a first page of expired turns does not end the history with a 404
     assert pages == ["turn 5", "turn 6"]
     reliability("TTL", "history paged 2 at a time, the 5 oldest turns expired",
-                "200 with the 2 live turns (the first page no longer answers 404)")
+                "200 with the 2 live turns (a page of only expired turns is no 404)")
 
 
 def test_a_wholly_expired_session_is_gone(api, user, reliability):
@@ -73,7 +70,7 @@ def test_a_wholly_expired_session_is_gone(api, user, reliability):
 @pytest.mark.parametrize("state", ["done", "running"])
 def test_an_expired_idempotency_record_is_no_record(api, user, handler, monkeypatch, reliability, state):
     monkeypatch.setattr(handler, "model", lambda: ScriptedModel(text("first"), text("second")))
-    first = say(api, user, "s", "hello", **{"Idempotency-Key": "key-1"})
+    first = say(api, user, "s", "hello", idempotency_key="key-1")
     if state == "running":  # a claim left behind by a turn that died
         dynamodb_client().update_item(
             TableName=SESSIONS_TABLE,
@@ -83,7 +80,7 @@ def test_an_expired_idempotency_record_is_no_record(api, user, handler, monkeypa
         )
     expire(user, "s", prefix="IDEMPOTENCY#")
     # When the key is used again after its record expired
-    again = say(api, user, "s", "hello", **{"Idempotency-Key": "key-1"})
+    again = say(api, user, "s", "hello", idempotency_key="key-1")
     # Then it is a new turn, neither a replay nor a 409
     assert again.status_code == 200 and again.json()["turn_id"] != first.json()["turn_id"]
     assert said(api, user, "s") == ["hello", "hello"]

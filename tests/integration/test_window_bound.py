@@ -5,7 +5,7 @@ import time
 import uuid
 
 from agent.config import MAX_TURNS_LIMIT
-from conftest import SESSIONS_TABLE
+from local_stack import SESSIONS_TABLE
 from memory.client import dynamodb_client
 from memory.conversation import ConversationStore, turn_item
 from memory.dynamo import batch_write_all

@@ -8,16 +8,7 @@ from memory.client import DYNAMODB_CONFIG
 from memory.conversation import ConversationStore
 from memory.long_term import FactStore
 from memory.resilient import ResilientMemory
-
-SESSIONS, LONG_TERM = "sessions", "long-term"
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from stores import LONG_TERM, SESSIONS, Clock
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import threading
 
 from benchmarks.harness import Call, CallRecorder, Check, Section, percentile, sequential_groups
 from benchmarks.run import _summary
-from tests.unit.conftest import LONG_TERM, SESSIONS
+from stores import LONG_TERM, SESSIONS
 
 
 def call(started: float, ended: float, operation: str = "Query") -> Call:

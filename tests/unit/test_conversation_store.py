@@ -1,25 +1,10 @@
 import pytest
 
-from memory.keys import registry_key, session_key
-from memory.registry import SECONDS_PER_DAY
 from memory.errors import Erased, MemoryUnavailable, SessionNotFound
-from memory.keys import mark_key
-from memory.turns import Turn, Usage, iso, new_turn_id
-
-
-def make_turn(clock, n: int, user: str = "u1", session: str = "s1") -> Turn:
-    clock.now += 1
-    return Turn(
-        user_id=user,
-        session_id=session,
-        turn_id=new_turn_id(clock.now),
-        created_at=iso(clock.now),
-        messages=[
-            {"role": "user", "content": f"message {n}"},
-            {"role": "assistant", "content": [{"type": "text", "text": f"reply {n}"}]},
-        ],
-        usage=Usage(100 + n, 10),
-    )
+from memory.keys import mark_key, registry_key, session_key
+from memory.registry import SECONDS_PER_DAY
+from memory.turns import Usage
+from stores import make_turn
 
 
 def test_load_returns_the_last_k_turns_oldest_first(conversations, clock):

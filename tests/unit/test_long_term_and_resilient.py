@@ -6,7 +6,7 @@ from fakes import captured_logs
 from memory.errors import Erased, MemoryUnavailable
 from memory.long_term import USAGE_KEY, FactLimits, FactsLimitReached, FactStore, InvalidFact
 from memory.resilient import ResilientMemory
-from test_conversation_store import make_turn
+from stores import make_turn
 
 
 class FailingStore:
