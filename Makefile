@@ -18,7 +18,7 @@ $(SERVE_STAMP): requirements-serve.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-serve.txt
 	touch $@
 
-$(STAMP): requirements.txt requirements-serve.txt layers/agent/requirements.txt
+$(STAMP): requirements.txt requirements-serve.txt layers/agent/requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(SERVE_STAMP) $@
