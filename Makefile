@@ -10,7 +10,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: dev test test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench lint reliability clean
+.PHONY: dev test test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench examples lint reliability clean
 
 # `make dev` installs only what serving needs; the CDK, test and lint toolchain comes with the rest.
 $(SERVE_STAMP): requirements-serve.txt
@@ -73,6 +73,10 @@ logs: $(STAMP)  ## the agent's logs since SINCE (1h); FOLLOW=1 keeps following
 
 destroy: install  ## delete the stack (long-term memory and the user pool are kept: docs/DEPLOY.md)
 	npx cdk destroy --force
+
+examples: install  ## the "Use it from your agent" examples, offline: Strands, LangChain, OpenAI Agents SDK
+	for example in strands_agent langchain_chat openai_agents_session; do \
+		echo "== examples/$$example.py"; $(PY) examples/$$example.py || exit 1; done
 
 bench: install  ## reproducible measurements, saved under benchmarks/results/
 	$(PY) -m benchmarks.run
