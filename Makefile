@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SERVE_STAMP := $(VENV)/.installed-serve
+BENCH_STAMP := $(VENV)/.installed-bench
 NODE_STAMP := node_modules/.installed
 export PYTHONPATH := functions:.
 export CDK_DISABLE_VERSION_CHECK := true
@@ -22,6 +23,11 @@ $(STAMP): requirements.txt requirements-serve.txt layers/agent/requirements.txt 
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(SERVE_STAMP) $@
+
+# The frameworks' stock session backends, for `make bench`'s side-by-side comparison only.
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -78,7 +84,7 @@ examples: install  ## the "Use it from your agent" examples, offline: Strands, L
 	for example in strands_agent langchain_chat openai_agents_session; do \
 		echo "== examples/$$example.py"; $(PY) examples/$$example.py || exit 1; done
 
-bench: install  ## reproducible measurements, saved under benchmarks/results/
+bench: install $(BENCH_STAMP)  ## reproducible measurements, saved under benchmarks/results/
 	$(PY) -m benchmarks.run
 
 reliability: install  ## rerun the reliability tests and regenerate docs/RELIABILITY.md from them

@@ -8,8 +8,9 @@ from . import decide
 
 
 class OfflineModel(Model):
-    def __init__(self):
+    def __init__(self, reply: str | None = None):
         self.calls = 0
+        self.reply = reply  # if given, every answer (benchmarks)
 
     def update_config(self, **config):
         pass
@@ -22,8 +23,8 @@ class OfflineModel(Model):
 
     async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):
         self.calls += 1
-        kind, value = decide([said for message in messages for block in message["content"]
-                              if (said := _said(message["role"], block))])
+        kind, value = ("text", self.reply) if self.reply else decide(
+            [said for message in messages for block in message["content"] if (said := _said(message["role"], block))])
         yield {"messageStart": {"role": "assistant"}}
         if kind == "tool":
             start = {"toolUse": {"toolUseId": f"tooluse-{self.calls}", "name": "weather"}}
