@@ -87,10 +87,10 @@ class SessionLog(Generic[N]):
         self.last_write: str | None = None  # "ok", "suppressed" (logged) or "erased", once a turn is stored
 
     def window(self, turns: int | None = None) -> list[N]:
-        """The newest `turns` (max_turns) stored turns as the memory's window policy keeps them
-        (whole turns only), oldest first: one Query. Raises MemoryUnavailable."""
-        stored = self.memory.conversations.load(self.user_id, self.session_id, limit=min(turns or self.max_turns,
-                                                                                         self.max_turns))
+        """The newest stored turns (at most `turns`, at most max_turns), oldest first, as the memory's
+        window policy keeps them (whole turns only): one Query. Raises MemoryUnavailable."""
+        limit = min(turns or self.max_turns, self.max_turns)
+        stored = self.memory.conversations.load(self.user_id, self.session_id, limit=limit)
         return decode(self.codec, self.memory.window.fit(stored, None, fixed_tokens=0).messages)
 
     def add(self, natives: Sequence[N]) -> None:

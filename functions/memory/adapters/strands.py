@@ -96,8 +96,7 @@ class DurableSessionManager(SessionManager):
     """Restores an agent's conversation from the session's window and stores each turn it
     completes as one item; concurrent agents on one session each store their own turns."""
 
-    def __init__(self, memory: ResilientMemory, *, user_id: str, session_id: str,
-                 max_turns: int = DEFAULT_MAX_TURNS, **kwargs: Any):
+    def __init__(self, memory: ResilientMemory, *, user_id: str, session_id: str, max_turns: int = DEFAULT_MAX_TURNS):
         self.session_id = session_id
         self.log = SessionLog(memory, StrandsCodec(), user_id=user_id, session_id=session_id, max_turns=max_turns)
         self._agent_id: str | None = None
