@@ -390,7 +390,7 @@ def run(endpoint: str) -> Section:
         tables=[table(header, rows),
                 table(["framework", "stock memory time / adapter's, at 10 turns", "at 100", "at 1,000"], ratios)],
         checks=checks,
-        notes=[__doc__.split("\n\n", 1)[1].replace("\n", " "),
+        notes=[" ".join(__doc__.split("\n\n", 1)[1].split()),
                f"Requests and capacity per turn are means over the {MEASURED_TURNS} measured turns, at 10 / 100 / 1,000 turns "
                "(`ReturnConsumedCapacity` on every data call of the backend's clients). Concurrency: 16 threads "
                f"x {TURNS_PER_THREAD} turns, each with a fresh agent, into one new session; kept = questions "
