@@ -153,8 +153,6 @@ def strands_natives(n: int) -> list[dict]:
 
 class StrandsOurs(Ours):
     def turn(self, session: str, text: str) -> float:
-        from strands import Agent
-
         from durable_memory.adapters.strands import DurableSessionManager
 
         watch = Stopwatch()
