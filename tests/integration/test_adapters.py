@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -170,11 +171,12 @@ def test_reading_3000_turns_costs_what_reading_30_does(framework, client, memory
     assert len(long) == len(short) == 2 * WINDOW_TURNS
 
 
-def test_erasing_the_session_and_the_user_leaves_nothing(framework, memory, user):
-    # Given two sessions with turns
+def test_turns_expire_after_30_days_and_erasing_the_session_and_the_user_leaves_nothing(framework, memory, user):
+    # Given two sessions with turns, each turn expiring (TTL) 30 days after its write
     for session in ("one", "two"):
         framework.store(memory, user, session, framework.turn(1))
-        assert raw_items(user, session)
+        (turn,) = [item for item in raw_items(user, session) if item["sk"]["S"].startswith("TURN#")]
+        assert abs(int(turn["expires_at"]["N"]) - time.time() - 30 * 86_400) < 60
     # When one is cleared through the framework (Strands: the store) and then the user is erased
     framework.clear(memory, user, "one")
     cleared = raw_items(user, "one")
