@@ -4,13 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SERVE_STAMP := $(VENV)/.installed-serve
+BENCH_STAMP := $(VENV)/.installed-bench
 NODE_STAMP := node_modules/.installed
 export PYTHONPATH := functions:.
 export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: dev test test-fast test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench lint reliability clean
+.PHONY: dev test test-fast test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench examples lint reliability clean
 
 # `make dev` installs only what serving needs; the CDK, test and lint toolchain comes with the rest.
 $(SERVE_STAMP): requirements-serve.txt
@@ -18,10 +19,15 @@ $(SERVE_STAMP): requirements-serve.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-serve.txt
 	touch $@
 
-$(STAMP): requirements.txt requirements-serve.txt layers/agent/requirements.txt
+$(STAMP): requirements.txt requirements-serve.txt layers/agent/requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(SERVE_STAMP) $@
+
+# The frameworks' stock session backends, for `make bench`'s side-by-side comparison only.
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -80,7 +86,11 @@ logs: $(STAMP)  ## the agent's logs since SINCE (1h); FOLLOW=1 keeps following
 destroy: install  ## delete the stack (long-term memory and the user pool are kept: docs/DEPLOY.md)
 	npx cdk destroy --force
 
-bench: install  ## reproducible measurements, saved under benchmarks/results/
+examples: install  ## the "Use it from your agent" examples, offline: Strands, LangChain, OpenAI Agents SDK
+	for example in strands_agent langchain_chat openai_agents_session; do \
+		echo "== examples/$$example.py"; $(PY) examples/$$example.py || exit 1; done
+
+bench: install $(BENCH_STAMP)  ## reproducible measurements, saved under benchmarks/results/
 	$(PY) -m benchmarks.run
 
 reliability: install  ## rerun the reliability tests and regenerate docs/RELIABILITY.md from them

@@ -17,15 +17,16 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import capacity, cold_start, overhead, round_trips, slow_model, throughput
+from benchmarks import capacity, cold_start, frameworks, overhead, round_trips, slow_model, throughput
 from benchmarks.harness import Section, table
 from local.dynamodb import dynamodb_local_jar, embedded_dynamodb, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGET_SECONDS = 5 * 60
-PACKAGES = ("boto3", "botocore", "aws-lambda-powertools", "aws-xray-sdk", "pydantic", "anthropic")
+PACKAGES = ("boto3", "botocore", "aws-lambda-powertools", "aws-xray-sdk", "pydantic", "anthropic", "strands-agents",
+            "langchain-core", "openai-agents", "langchain-community", "strands-session-dynamodb")
 # Round trips first: it is quick and proves the turn works before anything is timed.
-BENCHMARKS = (round_trips, capacity, overhead, throughput, cold_start, slow_model)
+BENCHMARKS = (round_trips, capacity, overhead, throughput, cold_start, slow_model, frameworks)
 
 
 def main() -> int:

@@ -18,7 +18,9 @@ from functions.agent.shared import DEFAULT_MAX_TURNS, DEFAULT_SESSION_TTL_DAYS, 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 HANDLER = "agent.handler.lambda_handler"
-CODE_EXCLUDES = ["__pycache__", "*.pyc"]
+# The framework adapters of the memory library are for agents built on those frameworks, not for
+# these functions (the layer has no framework either).
+CODE_EXCLUDES = ["__pycache__", "*.pyc", "memory/adapters"]
 
 # Time budget of one synchronous turn, derived in functions/agent/budget.py: API Gateway's 29 s
 # integration timeout, less 4 s for a cold start or SnapStart restore, is the function's 25 s.

@@ -3,6 +3,7 @@
 import time
 
 import aws_cdk.aws_lambda as lambda_
+from conftest import REPO_ROOT
 
 from agent.config import Settings
 from infra import agent_function
@@ -26,13 +27,16 @@ def test_function_runs_the_newest_python_on_arm64_with_the_layer(synth):
     assert (layer["CompatibleRuntimes"], layer["CompatibleArchitectures"]) == (["python3.14"], ["arm64"])
 
 
-def test_code_asset_is_the_functions_folder_without_bytecode(synth):
+def test_code_asset_is_the_functions_folder_without_bytecode_or_framework_adapters(synth):
     code_key = synth.function()["Properties"]["Code"]["S3Key"]
     staged = synth.outdir / f"asset.{code_key.removesuffix('.zip')}"
 
     assert (staged / "agent" / "handler.py").is_file()
     assert (staged / "memory" / "schema.py").is_file()
     assert not list(staged.rglob("__pycache__")) and not list(staged.rglob("*.pyc"))
+    # The memory library's Strands / LangChain / OpenAI adapters need frameworks no function has.
+    assert (REPO_ROOT / "functions" / "memory" / "adapters" / "strands.py").is_file()
+    assert not (staged / "memory" / "adapters").exists()
 
 
 def test_whole_turn_budget_fits_inside_the_api_integration_timeout(synth):
