@@ -3,7 +3,7 @@
 import time
 
 import aws_cdk.aws_lambda as lambda_
-from conftest import REPO_ROOT
+from synthesis import REPO_ROOT
 
 from agent.config import Settings
 from infra import agent_function
