@@ -13,7 +13,7 @@ from infra.layer import DependencyLayer
 from infra.model_access import ModelAccess
 from infra.monitoring import Monitoring
 from infra.settings import Settings
-from infra.tables import MemoryTables
+from infra.tables import API_TABLE_ACTIONS, WORKER_TABLE_ACTIONS, MemoryTables
 from infra.worker import AsyncWorker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +41,12 @@ class AgentStack(Stack):
         }
         code = FunctionCode(code_dir=CODE_DIR, layers=[layer.layer])
         worker = AsyncWorker(self, "Worker", code=code, environment={**environment, **drill})
-        tables.grant_data(worker.function)
+        tables.grant_data(worker.function, WORKER_TABLE_ACTIONS)
         model.grant_invoke(worker.function)
+        # The alias's qualified name (`<function>:live`): Invoke accepts it as the FunctionName.
         agent = AgentFunction(self, "Agent", code=code, environment={
-            **environment, **drill, "WORKER_FUNCTION_NAME": worker.function.function_name})
-        tables.grant_data(agent.function)
+            **environment, **drill, "WORKER_FUNCTION_NAME": worker.alias.function_name})
+        tables.grant_data(agent.function, API_TABLE_ACTIONS)
         model.grant_invoke(agent.function)
         worker.grant_dispatch(agent.function)
 

@@ -17,7 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
-from agent import async_turns
+from agent import async_turns, snapstart
 from agent.api import (FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
                        FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
 from agent.config import Settings, memory_from
@@ -319,10 +319,16 @@ def unexpected(_: Exception) -> Response:
     return _failure(INTERNAL_ERROR)
 
 
+def lambda_handler(event: dict, context) -> dict:
+    if snapstart.is_keep_alive(event):  # the schedule that keeps the SnapStart version Active
+        return snapstart.KEPT_ALIVE
+    return _handle(event, context)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict, context) -> dict:
+def _handle(event: dict, context) -> dict:
     if rejection := _reject_body(event):
         return rejection
     # The API speaks JSON only: a body sent as a form (curl -d) is still read as JSON.

@@ -5,6 +5,7 @@ retries, the event goes to the dead-letter queue, and the status's deadline repo
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from agent import snapstart
 from agent.async_turns import Job, work
 from agent.config import Settings, memory_from
 from agent.observability import logger, metrics
@@ -18,9 +19,15 @@ memory = memory_from(settings, client=dynamodb, logger=logger)
 statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
 
 
+def lambda_handler(event: dict, context: LambdaContext) -> dict | None:
+    if snapstart.is_keep_alive(event):  # the schedule that keeps the SnapStart version Active
+        return snapstart.KEPT_ALIVE
+    return _work(event, context)
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> None:
+def _work(event: dict, context: LambdaContext) -> None:
     job = Job(user_id=event["user_id"], session_id=event["session_id"], turn_id=event["turn_id"])
     logger.append_keys(turn_id=job.turn_id)
     work(job, memory=memory, model=configured_model(settings), statuses=statuses, logger=logger)

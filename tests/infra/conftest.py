@@ -14,6 +14,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import aws_cdk as cdk  # noqa: E402  (after the banner switch above)
 
 import app as cdk_app  # noqa: E402
+from template_policy import Resolver  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_HANDLER, COMPACTOR_HANDLER = "agent.handler.lambda_handler", "compactor.handler.lambda_handler"
@@ -56,10 +57,12 @@ class Synth:
         return function
 
     def function_environment(self, handler: str = AGENT_HANDLER) -> dict[str, str]:
-        """A function's environment as Lambda would see it, each `Ref` replaced by a stand-in."""
+        """A function's environment as Lambda would see it, each `Ref` replaced by a stand-in, any other
+        intrinsic resolved as template_policy.Resolver does."""
         variables = self.function(handler)["Properties"]["Environment"]["Variables"]
+        resolve = Resolver(self.template, self.stack.stack_name)
         return {
-            name: f"resolved-{value['Ref']}" if isinstance(value, dict) else value
+            name: f"resolved-{value['Ref']}" if isinstance(value, dict) and "Ref" in value else resolve(value)
             for name, value in variables.items()
         }
 
