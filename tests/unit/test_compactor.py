@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger
 from agent.providers import ModelError
 from agent.turn import run_turn
 from compactor.logic import COMPACTED, NOT_DUE, SUPERSEDED, Compactor, process
+from dynamodb_actions import recorded_actions
 from fakes import ScriptedModel, captured_logs, text
 from infra.tables import COMPACTOR_TABLE_ACTIONS
 from memory.conversation import SUMMARY_SK, TURN_PREFIX, session_key
@@ -256,18 +257,11 @@ class LambdaContext:
 
 
 
-def test_the_compactor_needs_no_dynamodb_action_beyond_its_grant(conversations, dynamodb):
+def test_the_compactor_calls_exactly_its_grant(conversations, dynamodb):
     # Given every DynamoDB call of a compaction, recorded as IAM actions (a transaction by its items)
     stored_turns(conversations, TRIGGER)
-    actions = set()
-
-    def record_actions(params, model, **_):
-        items = params.get("TransactItems")
-        kinds = {kind for item in items for kind in item} if items else {model.name}
-        actions.update(f"dynamodb:{ {'Put': 'PutItem', 'Update': 'UpdateItem', 'ConditionCheck': 'ConditionCheckItem'}.get(k, k)}" for k in kinds)
-
-    dynamodb.meta.events.register("before-parameter-build.dynamodb", record_actions)
-    # When it compacts a session
-    assert compactor(conversations).compact("u1", "s1") == COMPACTED
+    with recorded_actions(dynamodb) as actions:
+        # When it compacts a session
+        assert compactor(conversations).compact("u1", "s1") == COMPACTED
     # Then they are exactly the compactor's grant (infra/tables.py)
     assert actions == set(COMPACTOR_TABLE_ACTIONS), actions
