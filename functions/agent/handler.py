@@ -20,11 +20,12 @@ from aws_lambda_powertools.shared.json_encoder import Encoder
 from agent import async_turns, snapstart
 from agent.api import (FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
                        FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
+from agent.budget import SYNC_MODEL_SECONDS
 from agent.config import Settings, memory_from
 from agent.failures import INTERNAL_ERROR, TurnFailure, turn_failure
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
 from agent.observability import logger, metrics, tracer
-from agent.providers import Model, ModelError, configured_model
+from agent.providers import Model, ModelError, configured_model, preload
 from agent.turn import run_turn
 from memory.client import dynamodb_client
 from memory.errors import InvalidToken, MemoryUnavailable, SessionNotFound
@@ -34,13 +35,14 @@ from memory.turn_status import TurnStatusStore
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
 # (DynamoDB partition keys stop at 2 KB), so it is no identity at all.
 USER_ID = re.compile(r"[\x20-\x7e]{1,255}")
+ENTERED = "entered"  # app.context: time.monotonic() when the request entered the handler
 
 settings = Settings.from_env()
 # SnapStart snapshots the init phase once per published version, and restored environments skip it:
-# the SDK imported here (~1 s) is in the snapshot instead of in each restored environment's first
-# turn. Without SnapStart it stays lazy, so routes without a turn never pay for it.
-if settings.provider == "anthropic" and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
-    import anthropic  # noqa: F401
+# the model SDK and clients built here (~1 s) are in the snapshot instead of in each restored
+# environment's first turn. Without SnapStart they stay lazy, so routes without a turn never pay for them.
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+    preload(settings)
 dynamodb = dynamodb_client()
 memory = memory_from(settings, client=dynamodb, logger=logger)
 idempotency = Idempotency(conversations=memory.conversations, client=dynamodb, table_name=settings.sessions_table,
@@ -142,10 +144,12 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
     if async_turns.wants_async(prefer):
         return _accept_async(user_id, session_id, request.message)
     started = time.perf_counter()
+    # From the request's entry, so the idempotency claim and the API key's read are inside the budget.
+    deadline = app.context[ENTERED] + SYNC_MODEL_SECONDS
 
     def turn(claim=None):
         return run_turn(memory=memory, model=model(), user_id=user_id, session_id=session_id,
-                        message=request.message, records=(claim,) if claim else ())
+                        message=request.message, records=(claim,) if claim else (), deadline=deadline)
 
     result = idempotency.turn(user_id, session_id, idempotency_key, request.message, turn) if idempotency_key else turn()
     latency_ms = (time.perf_counter() - started) * 1000
@@ -329,6 +333,7 @@ def lambda_handler(event: dict, context) -> dict:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def _handle(event: dict, context) -> dict:
+    app.append_context(**{ENTERED: time.monotonic()})  # where every time budget of the request starts
     if rejection := _reject_body(event):
         return rejection
     # The API speaks JSON only: a body sent as a form (curl -d) is still read as JSON.

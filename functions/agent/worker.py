@@ -3,17 +3,21 @@ Lambda with a turn's keys, it runs the turn once and writes its status. A failur
 (DynamoDB unreachable before the claim) fails the invocation, and Lambda retries it; after the
 retries, the event goes to the dead-letter queue, and the status's deadline reports the turn failed."""
 
+import os
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from agent import snapstart
 from agent.async_turns import Job, work
 from agent.config import Settings, memory_from
 from agent.observability import logger, metrics
-from agent.providers import configured_model
+from agent.providers import configured_model, preload
 from memory.client import dynamodb_client
 from memory.turn_status import TurnStatusStore
 
 settings = Settings.from_env()
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":  # into the snapshot (agent.handler)
+    preload(settings)
 dynamodb = dynamodb_client()
 memory = memory_from(settings, client=dynamodb, logger=logger)
 statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)

@@ -47,6 +47,16 @@ def test_whole_turn_budget_fits_inside_the_api_integration_timeout(synth):
     assert integration["TimeoutInMillis"] == 29_000
     assert function["Timeout"] * 1000 < integration["TimeoutInMillis"] <= 30_000
     assert function["MemorySize"] == agent_function.MEMORY_SIZE_MB
+    # Everything before the model, counted from the request's entry, fails before the model's deadline
+    assert budget.PRE_MODEL_SECONDS < budget.SYNC_MODEL_SECONDS
+    # And each of those steps fails within its share: attempts x (connect + read), plus <= 1 s of backoff
+    from agent import providers
+    from memory import client
+
+    assert providers.SECRET_ATTEMPTS * (providers.SECRET_CONNECT_SECONDS + providers.SECRET_READ_SECONDS) + 1 \
+        <= budget.SECRET_READ_SECONDS
+    assert client.MAX_ATTEMPTS * (client.CONNECT_TIMEOUT_SECONDS + client.READ_TIMEOUT_SECONDS) + 1 \
+        <= min(budget.MEMORY_READ_SECONDS, budget.MEMORY_WRITE_SECONDS)
 
 
 def test_logs_are_json_into_a_log_group_with_retention_and_tracing_is_active(synth):
