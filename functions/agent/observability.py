@@ -1,6 +1,7 @@
-"""The one place that builds the Powertools Logger, Metrics and Tracer."""
+"""The one place that builds the Powertools Logger and Metrics (and, in agent.tracing, the Tracer)."""
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import Logger
+from aws_lambda_powertools.metrics import Metrics
 
 SERVICE = "agent"
 NAMESPACE = "AgentMemory"
@@ -8,8 +9,3 @@ NAMESPACE = "AgentMemory"
 # RFC 3339 timestamps: without one, Lambda's log-level filter reads a line as INFO whatever its level.
 logger = Logger(service=SERVICE, use_rfc3339=True)
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
-# Only what the agent calls: botocore (DynamoDB, Bedrock, Secrets Manager). The default, every
-# library X-Ray knows, imports each one installed at every cold start (sqlite3 always; httpx and
-# requests where present) for nothing: the anthropic SDK sends through its own httpx2, which X-Ray
-# cannot patch (benchmarks/cold_start.py).
-tracer = Tracer(service=SERVICE, patch_modules=("botocore",))

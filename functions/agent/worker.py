@@ -12,6 +12,7 @@ from agent.async_turns import Job, work
 from agent.config import Settings, memory_from
 from agent.observability import logger, metrics
 from agent.providers import configured_model, preload
+from agent.tracing import tracer
 from memory.client import dynamodb_client
 from memory.turn_status import TurnStatusStore
 
@@ -30,6 +31,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict | None:
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 def _work(event: dict, context: LambdaContext) -> None:
     job = Job(user_id=event["user_id"], session_id=event["session_id"], turn_id=event["turn_id"])
