@@ -40,7 +40,8 @@ class AgentStack(Stack):
             **model.environment,
         }
         code = FunctionCode(code_dir=CODE_DIR, layers=[layer.layer])
-        worker = AsyncWorker(self, "Worker", code=code, environment={**environment, **drill})
+        worker = AsyncWorker(self, "Worker", code=code, environment={**environment, **drill},
+                             reserved_concurrency=settings.worker_reserved_concurrency)
         tables.grant_data(worker.function, WORKER_TABLE_ACTIONS)
         model.grant_invoke(worker.function)
         # The alias's qualified name (`<function>:live`): Invoke accepts it as the FunctionName.
@@ -87,6 +88,7 @@ class AgentStack(Stack):
         # Where to look when something fails (docs/DEPLOY.md, "Troubleshooting").
         CfnOutput(self, "AgentLogGroupName", value=agent.log_group.log_group_name)
         CfnOutput(self, "WorkerLogGroupName", value=worker.log_group.log_group_name)
+        CfnOutput(self, "WorkerFunctionName", value=worker.function.function_name)
         CfnOutput(self, "AsyncTurnDeadLetterQueueUrl", value=worker.dead_letters.queue_url)
         if compactor is not None:
             CfnOutput(self, "CompactorLogGroupName", value=compactor.log_group.log_group_name)

@@ -34,12 +34,15 @@ DEAD_LETTER_RETENTION = Duration.days(14)
 class AsyncWorker(Construct):
     """Exposes `function`, the `alias` it is invoked through, its `log_group` and the `dead_letters` queue."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, code: FunctionCode, environment: Mapping[str, str]) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, code: FunctionCode, environment: Mapping[str, str],
+                 reserved_concurrency: int | None = None) -> None:
         super().__init__(scope, construct_id)
 
+        # A reservation is also a cap: past it Lambda throttles the worker, and its own event queue keeps
+        # retrying the turn until MAX_EVENT_AGE, then dead-letters it (docs/DEPLOY.md, "Concurrency").
         self.function, self.log_group = python_function(
             self, handler=HANDLER, service=SERVICE_NAME, timeout=TIMEOUT, code=code, environment=environment,
-            snap_start=True,
+            snap_start=True, reserved_concurrent_executions=reserved_concurrency,
         )
         # Holds the failed events: a turn's keys (user id, session id, turn id), never its text.
         self.dead_letters = sqs.Queue(
