@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, synthesize
 from infra import deployment
 from infra.deployment import ONE_SHOT, REMEMBERED, UsageError, remember
 from infra.monitoring import ALARM_THRESHOLD
@@ -197,8 +197,6 @@ def test_make_deploy_checks_the_concurrency_before_deploying():
 
 
 def test_the_reservation_reaches_the_worker_only(tmp_path):
-    from conftest import synthesize
-
     synthesized = synthesize(tmp_path, workerReservedConcurrency="5")
     assert synthesized.function("agent.worker.lambda_handler")["Properties"]["ReservedConcurrentExecutions"] == 5
     for handler in ("agent.handler.lambda_handler", "compactor.handler.lambda_handler"):
