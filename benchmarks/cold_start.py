@@ -106,17 +106,19 @@ def run(endpoint: str) -> Section:
         data={"cold_start_ratios": {name: round(ratio, 2) for name, ratio in ratios.items()}},
         notes=[
             f"Median of {SAMPLES} fresh processes per row, interleaved; ratios are to the median of "
-            "`import boto3` in the same run. Each handler builds its settings, its DynamoDB client and (the "
-            "API) its routes at import: module level, so a warm invocation reuses them and a snapshot keeps "
-            "them. 'first model built' adds what the first turn builds before calling the model "
-            "(`handler.model()`, no network call).",
+            "`import boto3` in the same run. Each handler builds its settings and (the API) its routes at "
+            "import, module level, so a warm invocation reuses them; its DynamoDB client is built on first use "
+            "(agent.config.OnFirstUse), so /health and /openapi.json never build it, and at a SnapStart init "
+            "(AWS_LAMBDA_INITIALIZATION_TYPE=snap-start), so the snapshot holds it. The 'made of' rows add the "
+            "pieces one by one, the client included. 'first model built' adds what the first turn builds "
+            "before calling the model (`handler.model()`, no network call).",
             f"Targets: a function without SnapStart (the compactor) at most {WITHOUT_SNAPSTART_RATIO}x, the "
             f"API handler at most {API_RATIO}x. The worker has SnapStart like the API (its init runs once "
             "per version, into the snapshot), so its row is reported, not held to a target.",
-            "What the API handler's import is made of: the rows above it. Powertools' OpenAPI models are "
-            "not imported at init: the security scheme is a plain dict, validated into them only when "
-            "`/openapi.json` is built. The compactor imports neither the X-Ray SDK nor the resolver: it "
-            "never traced, and its Tracer-free Logger and Metrics come from their own Powertools modules.",
+            "Not imported at init because no route needs it there: Powertools' OpenAPI models (the security "
+            "scheme is a plain dict, validated into them only when `/openapi.json` is built), the model SDK "
+            "(first turn, or a SnapStart init), the X-Ray SDK in the compactor (it never traced; its Logger and "
+            "Metrics come from their own Powertools modules, without the Tracer).",
             "SnapStart (the API and the worker, infra/agent_function.py) runs this init once per version "
             "and restores the snapshot instead, so these import times are paid only where there is no "
             "snapshot ($LATEST, local runs, the publish itself). It cannot help with work left for after the "

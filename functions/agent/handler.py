@@ -20,7 +20,7 @@ from agent import async_turns, snapstart
 from agent.api import (FACT_KEY, HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
                        FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
 from agent.budget import SYNC_MODEL_SECONDS
-from agent.config import Settings, memory_from
+from agent.config import OnFirstUse, Settings, memory_from
 from agent.failures import INTERNAL_ERROR, TurnFailure, turn_failure
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
 from agent.observability import logger, metrics
@@ -41,9 +41,10 @@ settings = Settings.from_env()
 # SnapStart snapshots the init phase once per published version, and restored environments skip it:
 # the model SDK and clients built here (~1 s) are in the snapshot instead of in each restored
 # environment's first turn. Without SnapStart they stay lazy, so routes without a turn never pay for them.
+dynamodb = OnFirstUse(dynamodb_client)
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
     preload(settings)
-dynamodb = dynamodb_client()
+    dynamodb.build()
 memory = memory_from(settings, client=dynamodb, logger=logger)
 idempotency = Idempotency(conversations=memory.conversations, client=dynamodb, table_name=settings.sessions_table,
                           logger=logger)

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from agent import snapstart
 from agent.async_turns import Job, work
-from agent.config import Settings, memory_from
+from agent.config import OnFirstUse, Settings, memory_from
 from agent.observability import logger, metrics
 from agent.providers import configured_model, preload
 from agent.tracing import tracer
@@ -17,9 +17,10 @@ from memory.client import dynamodb_client
 from memory.turn_status import TurnStatusStore
 
 settings = Settings.from_env()
+dynamodb = OnFirstUse(dynamodb_client)
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":  # into the snapshot (agent.handler)
     preload(settings)
-dynamodb = dynamodb_client()
+    dynamodb.build()
 memory = memory_from(settings, client=dynamodb, logger=logger)
 statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
 

@@ -27,10 +27,9 @@ settings = Settings.from_env()
 
 @functools.cache
 def conversations() -> ConversationStore:
-    """Built by the first batch, not at import. This function has no SnapStart, so every cold start
-    pays its init: the import stays at the floor of `import boto3` (benchmarks/cold_start.py), and the
-    client (~0.5x of that floor: botocore loads the DynamoDB model and endpoint rules) comes with the
-    first batch, which nobody waits for."""
+    """Built by the first batch, not at import, as the other functions build theirs on first use
+    (agent.config.OnFirstUse): the same work, but the module's import stays near `import boto3`
+    (benchmarks/cold_start.py). This function has no SnapStart, and nobody waits for it."""
     return ConversationStore(client=dynamodb_client(), table_name=settings.sessions_table,
                              ttl_days=settings.session_ttl_days)
 
