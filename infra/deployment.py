@@ -1,5 +1,6 @@
-"""The deployed stack's day-to-day verbs (`make deploy`, `make outputs`, `make token`, `make secret`,
-`make drill`), so docs/DEPLOY.md never asks anyone to type the same long command twice.
+"""The deployed stack's day-to-day verbs (`make deploy` with its concurrency check, `make outputs`,
+`make token`, `make secret`, `make alarm-check`, `make drill`), so docs/DEPLOY.md never asks anyone to
+type the same long command twice.
 
 Deploy settings are remembered in cdk.context.json, which the CDK CLI reads on every synth and
 deploy: a later `make deploy` or `make drill` keeps the alarm e-mail subscription, the model
