@@ -11,7 +11,8 @@ FOUNDATION_MODEL_VENDOR = "anthropic."
 # Answers are streamed (InvokeModelWithResponseStream); InvokeModel stays for a non-streamed call.
 BEDROCK_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
 # The code reads the key with GetSecretValue and nothing else (grant_read would add DescribeSecret).
-# The secret is encrypted with Secrets Manager's AWS managed key, which needs no grant of its own.
+# The secret is encrypted with Secrets Manager's AWS managed key, for which GetSecretValue needs no
+# kms:Decrypt of its own: https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html
 SECRET_ACTIONS = ["secretsmanager:GetSecretValue"]
 
 
