@@ -11,7 +11,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: dev test test-fast test-unit test-integration test-infra synth bootstrap deploy outputs token secret drill logs destroy chat bench examples lint reliability clean
+.PHONY: dev test test-fast test-unit test-integration test-infra synth bootstrap deploy outputs token secret alarm-check drill logs destroy chat bench examples lint reliability clean
 
 # `make dev` installs only what serving needs; the CDK, test and lint toolchain comes with the rest.
 $(SERVE_STAMP): requirements-serve.txt
@@ -64,6 +64,7 @@ bootstrap: install  ## once per account and region: the CDK's asset bucket and d
 
 deploy: install  ## cdk deploy, no prompts; ALARM_EMAIL=... and CONTEXT="key=value ..." are remembered
 	$(DEPLOYMENT) remember $(if $(ALARM_EMAIL),alarmEmail=$(ALARM_EMAIL)) $(CONTEXT)
+	$(DEPLOYMENT) check-concurrency
 	npx cdk deploy --require-approval never
 
 outputs: $(STAMP)  ## the stack's outputs as shell variables: eval "$$(make -s outputs)"
@@ -74,6 +75,9 @@ token: $(STAMP)  ## an access token (1 hour) for EMAIL and PASSWORD: export TOKE
 
 secret: $(STAMP)  ## put $$ANTHROPIC_API_KEY into the stack's secret (after the first deploy; to rotate)
 	@$(DEPLOYMENT) secret
+
+alarm-check: $(STAMP)  ## every alarm to ALARM (set-alarm-state), then its history: did its e-mail leave?
+	$(DEPLOYMENT) alarm-check
 
 drill: install  ## staging only: every memory write fails for DRILL_MINUTES; sends more turns than the alarm threshold; alarm e-mail follows
 	@test -n "$$TOKEN" || { echo 'error: TOKEN is not set: export TOKEN=$$(make -s token)' >&2; exit 2; }

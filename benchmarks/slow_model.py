@@ -69,7 +69,7 @@ def run(endpoint: str) -> Section:
         notes=[
             "One run per cell: the fake model's pace dominates and is set by the clock, not by this "
             "machine. A synchronous turn shows nothing until its end; its model deadline "
-            f"({SYNC_MODEL_SECONDS:g} s after the turn starts) cuts what a synchronous request "
+            f"({SYNC_MODEL_SECONDS:g} s after the request enters the handler) cuts what a synchronous request "
             "cannot carry, and the answer says `truncated`. An asynchronous turn shows text about "
             "1 s after its first token (progress is written about once a second and polled every "
             f"{POLL_SECONDS:g} s) and carries answers of minutes.",

@@ -8,11 +8,14 @@ from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from constructs import Construct
 
 from functions.agent import budget
 from functions.agent.shared import AGENT_SERVICE as SERVICE_NAME
 from functions.agent.shared import DEFAULT_MAX_TURNS, DEFAULT_SESSION_TTL_DAYS, METRICS_NAMESPACE
+from functions.agent.snapstart import KEEP_ALIVE_EVENT
 
 # The newest Python runtime aws-cdk-lib offers; arm64 (Graviton) costs ~20% less per GB-s.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -41,6 +44,14 @@ LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 # (more at 512 MB's fraction of a vCPU). SnapStart runs that once per published version and
 # restores the snapshot instead: enabled, on the "live" alias that the API invokes.
 ALIAS_NAME = "live"
+# A SnapStart version not invoked for 14 days goes Inactive, and its next invocation fails
+# (SnapStartNotReadyException) until Lambda has made it Active again:
+# https://docs.aws.amazon.com/lambda/latest/dg/snapstart-troubleshooting.html. A schedule invokes
+# each alias daily (13 missed runs before the 14 days), which also wakes a version that Lambda made
+# Inactive when it recycled its environments, before a user meets it. EventBridge Scheduler, which
+# AWS recommends over scheduled rules (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-rule-schedule.html);
+# the handlers answer the event at once (agent.snapstart).
+KEEP_ALIVE_INTERVAL = Duration.days(1)
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,18 @@ def python_function(
     timeout: Duration,
     code: FunctionCode,
     environment: Mapping[str, str],
+    snap_start: bool = False,
     **props,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
     """One of the stack's Python functions (in `scope`, as Logs, Role and Function): the shared code
-    asset and layer, arm64, JSON logs with retention, X-Ray, and a role that holds only its grants."""
+    asset and layer, arm64, JSON logs with retention, X-Ray, and a role that holds only its grants.
+    With `snap_start`, its published versions are snapshots (invoke them through `snapstart_alias`)."""
+    if snap_start:
+        props |= {
+            "snap_start": lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
+            # A replaced version is deleted, so no snapshot of old code stays cached (and billed).
+            "current_version_options": lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
+        }
     log_group = logs.LogGroup(scope, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
     # An explicit role without AWS managed policies: the stack grants exactly what is used.
     role = iam.Role(scope, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
@@ -116,17 +135,27 @@ class AgentFunction(Construct):
 
         self.function, self.log_group = python_function(
             self, handler=HANDLER, service=SERVICE_NAME, timeout=TIMEOUT, code=code, environment=environment,
-            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
-            # A replaced version is deleted, so no snapshot of old code stays cached (and billed).
-            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
+            snap_start=True,
         )
-        self.alias = lambda_.Alias(
-            self, "Alias", alias_name=ALIAS_NAME, version=self.function.current_version
+        self.alias = snapstart_alias(self, self.function)
+
+
+def snapstart_alias(scope: Construct, function: lambda_.Function, **alias_props) -> lambda_.Alias:
+    """The alias (in `scope`, as Alias and KeepAlive) through which a SnapStart function is invoked:
+    it points at the current published version, and a schedule keeps that version Active."""
+    alias = lambda_.Alias(scope, "Alias", alias_name=ALIAS_NAME, version=function.current_version, **alias_props)
+    Validations.of(function).acknowledge(
+        Acknowledgment(
+            id="Annotation::@aws-cdk/aws-lambda:snapStartRequirePublish",
+            reason="current_version publishes a version whenever code or configuration "
+            "changes, and every invocation goes to that version, through the alias.",
         )
-        Validations.of(self.function).acknowledge(
-            Acknowledgment(
-                id="Annotation::@aws-cdk/aws-lambda:snapStartRequirePublish",
-                reason="current_version publishes a version whenever code or configuration "
-                "changes, and the API invokes only that version, through the alias.",
-            )
-        )
+    )
+    scheduler.Schedule(
+        scope,
+        "KeepAlive",
+        description=f"Invokes the {ALIAS_NAME} alias so that its SnapStart version never goes Inactive",
+        schedule=scheduler.ScheduleExpression.rate(KEEP_ALIVE_INTERVAL),
+        target=scheduler_targets.LambdaInvoke(alias, input=scheduler.ScheduleTargetInput.from_object(KEEP_ALIVE_EVENT)),
+    )
+    return alias

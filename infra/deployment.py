@@ -1,5 +1,6 @@
-"""The deployed stack's day-to-day verbs (`make deploy`, `make outputs`, `make token`, `make secret`,
-`make drill`), so docs/DEPLOY.md never asks anyone to type the same long command twice.
+"""The deployed stack's day-to-day verbs (`make deploy` with its concurrency check, `make outputs`,
+`make token`, `make secret`, `make alarm-check`, `make drill`), so docs/DEPLOY.md never asks anyone to
+type the same long command twice.
 
 Deploy settings are remembered in cdk.context.json, which the CDK CLI reads on every synth and
 deploy: a later `make deploy` or `make drill` keeps the alarm e-mail subscription, the model
@@ -7,10 +8,12 @@ provider, the JWT issuer and the memory strategy instead of silently deploying t
 No aws_cdk import here: these verbs start in a fraction of a second.
 """
 
+import datetime
 import json
 import os
 import shlex
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,12 +23,20 @@ from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD
 STACK_NAME = "DurableAgentMemory"
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "cdk.context.json"
 # The deployment's settings (infra/settings.py reads them): remembered from one deploy to the next.
-REMEMBERED = ("alarmEmail", "modelProvider", "modelId", "memoryStrategy", "jwtIssuer", "jwtAudience")
+REMEMBERED = ("alarmEmail", "modelProvider", "modelId", "memoryStrategy", "jwtIssuer", "jwtAudience",
+              "workerReservedConcurrency")
 # A drill lasts for one deploy only: `make drill` passes it on the command line, never remembered.
 ONE_SHOT = ("alarmDrillMinutes",)
 # Every drill turn is a suppressed write: a few more than the alarm needs, so it surely fires.
 DRILL_TURNS = SUPPRESSED_WRITES_ALARM_THRESHOLD + 2
 REQUEST_TIMEOUT_SECONDS = 60
+# Lambda keeps at least this many executions unreserved for the functions without a reservation:
+# "You can reserve up to the Unreserved account concurrency value that is shown, minus 100"
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+MIN_UNRESERVED_CONCURRENCY = 100
+# An alarm action runs within seconds of the state change; the history may take a little longer to show it.
+ALARM_CHECK_WAIT_SECONDS = 120
+ALARM_CHECK_POLL_SECONDS = 5
 
 
 class UsageError(Exception):
@@ -62,6 +73,18 @@ def stack_outputs(cloudformation) -> dict[str, str]:
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
+def deployed_outputs(boto3) -> dict[str, str]:
+    """The stack's outputs, or none before its first deploy."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return stack_outputs(boto3.client("cloudformation"))
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return {}
+        raise
+
+
 def token(outputs: dict[str, str], cognito, email: str, password: str) -> str:
     """A Cognito access token for an existing user of the stack's user pool (valid one hour)."""
     answer = cognito.initiate_auth(
@@ -78,6 +101,60 @@ def put_secret(outputs: dict[str, str], secrets, api_key: str) -> None:
     if "AnthropicApiKeySecretArn" not in outputs:
         raise UsageError("this deployment has no Anthropic key secret (modelProvider is not anthropic)")
     secrets.put_secret_value(SecretId=outputs["AnthropicApiKeySecretArn"], SecretString=api_key)
+
+
+def check_concurrency(settings: dict[str, str], lambda_client, worker_function: str | None) -> str:
+    """Refuses a worker reservation the account's quota cannot hold (the deploy would fail half way);
+    returns what the deployment will do, for the deploy's output."""
+    limits = lambda_client.get_account_settings()["AccountLimit"]
+    total, unreserved = limits["ConcurrentExecutions"], limits["UnreservedConcurrentExecutions"]
+    wanted = settings.get("workerReservedConcurrency")
+    if not wanted:
+        return (f"Lambda concurrency: {total} for the account; the worker has no reservation and shares it with the "
+                "API (docs/DEPLOY.md, Concurrency)")
+    current = 0
+    if worker_function:
+        current = lambda_client.get_function_concurrency(FunctionName=worker_function).get(
+            "ReservedConcurrentExecutions", 0)
+    room = unreserved + current - MIN_UNRESERVED_CONCURRENCY
+    if int(wanted) > room:
+        raise UsageError(
+            f"workerReservedConcurrency={wanted} does not fit: the account's quota is {total} concurrent executions and "
+            f"Lambda keeps {MIN_UNRESERVED_CONCURRENCY} unreserved, so at most {max(room, 0)} can be reserved. Ask for "
+            "more in Service Quotas (Lambda, Concurrent executions, L-B99A9384), or deploy without it: "
+            'make deploy CONTEXT="workerReservedConcurrency="')
+    return f"Lambda concurrency: {total} for the account; {wanted} reserved for the worker (its cap)"
+
+
+def alarm_check(cloudwatch, *, prefix: str = f"{STACK_NAME}-", wait_seconds: float = ALARM_CHECK_WAIT_SECONDS,
+                sleep=time.sleep, clock=time.monotonic) -> dict[str, str]:
+    """Sets every alarm of the stack to ALARM (SetAlarmState: it runs the alarm's actions, and the
+    alarm returns to its real state within seconds), then reads each alarm's history for its action's
+    outcome: alarm name -> "Successfully executed action ..." or "Failed to execute action ...: <why>",
+    or "no action ran" if none shows up within `wait_seconds`."""
+    since = datetime.datetime.now(datetime.timezone.utc)
+    alarms = [a for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=prefix)
+              for a in page["MetricAlarms"]]
+    if not alarms:
+        raise UsageError(f"no alarm named {prefix}*: is the stack deployed in this account and region?")
+    for alarm in alarms:
+        # The action runs only when the state changes: an alarm already in ALARM goes through OK first.
+        if alarm["StateValue"] == "ALARM":
+            cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="OK", StateReason="make alarm-check")
+        cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="ALARM",
+                                   StateReason="make alarm-check: testing the notification path")
+    outcomes: dict[str, str] = {}
+    deadline = clock() + wait_seconds
+    while True:
+        for alarm in alarms:
+            name = alarm["AlarmName"]
+            items = cloudwatch.describe_alarm_history(AlarmName=name, HistoryItemType="Action", StartDate=since,
+                                                      ScanBy="TimestampAscending")["AlarmHistoryItems"]
+            if items:
+                outcomes[name] = items[-1]["HistorySummary"]
+        if len(outcomes) == len(alarms) or clock() >= deadline:
+            return {a["AlarmName"]: outcomes.get(a["AlarmName"], "no action ran") for a in alarms}
+        sleep(ALARM_CHECK_POLL_SECONDS)
 
 
 def drill_turns(api_url: str, bearer: str, send=None) -> list[str]:
@@ -116,6 +193,11 @@ def main(argv: list[str]) -> None:
     if verb == "remember":
         print(describe(remember(arguments)), file=sys.stderr)
         return
+    if verb == "check-concurrency":
+        context = json.loads(CONTEXT_FILE.read_text()) if CONTEXT_FILE.exists() else {}
+        print(check_concurrency(context, boto3.client("lambda"), deployed_outputs(boto3).get("WorkerFunctionName")),
+              file=sys.stderr)
+        return
     outputs = stack_outputs(boto3.client("cloudformation"))
     if verb == "outputs":  # eval "$(make -s outputs)" sets ApiUrl, UserPoolId, ... in the shell
         print("\n".join(f"{key}={shlex.quote(value)}" for key, value in sorted(outputs.items())))
@@ -126,6 +208,13 @@ def main(argv: list[str]) -> None:
         put_secret(outputs, boto3.client("secretsmanager"),
                    _required_env("ANTHROPIC_API_KEY", "export your key from console.anthropic.com first"))
         print("stored; the function picks the key up within 5 minutes", file=sys.stderr)
+    elif verb == "alarm-check":
+        outcomes = alarm_check(boto3.client("cloudwatch"))
+        for name, outcome in outcomes.items():
+            print(f"{name}: {outcome}", file=sys.stderr)
+        if not all(outcome.startswith("Successfully executed") for outcome in outcomes.values()):
+            raise UsageError("an alarm could not notify: see its line above and docs/DEPLOY.md, Troubleshooting")
+        print("every alarm notified its topic: check your inbox (an ALARM e-mail per alarm, then OK)", file=sys.stderr)
     elif verb == "drill-turns":
         bearer = _required_env("TOKEN", "export TOKEN=$(make -s token)")
         outcomes = drill_turns(outputs["ApiUrl"], bearer)

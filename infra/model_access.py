@@ -10,6 +10,10 @@ from constructs import Construct
 FOUNDATION_MODEL_VENDOR = "anthropic."
 # Answers are streamed (InvokeModelWithResponseStream); InvokeModel stays for a non-streamed call.
 BEDROCK_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+# The code reads the key with GetSecretValue and nothing else (grant_read would add DescribeSecret).
+# The secret is encrypted with Secrets Manager's AWS managed key, for which GetSecretValue needs no
+# kms:Decrypt of its own: https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html
+SECRET_ACTIONS = ["secretsmanager:GetSecretValue"]
 
 
 def bedrock_model_arns(model_id: str) -> list[str]:
@@ -59,7 +63,7 @@ class ModelAccess(Construct):
 
     def grant_invoke(self, grantee: iam.IGrantable) -> None:
         if self.secret is not None:
-            self.secret.grant_read(grantee)
+            iam.Grant.add_to_principal(grantee=grantee, actions=SECRET_ACTIONS, resource_arns=[self.secret.secret_arn])
         if self.provider == "bedrock":
             arns = bedrock_model_arns(self.model_id)
             iam.Grant.add_to_principal(grantee=grantee, actions=BEDROCK_ACTIONS, resource_arns=arns)

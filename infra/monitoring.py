@@ -26,9 +26,22 @@ SUPPRESSED_WRITE_METRIC = "MemoryWriteSuppressed"
 ALARM_PERIOD = Duration.minutes(SUPPRESSED_WRITES_ALARM_MINUTES)
 ALARM_EVALUATION_PERIODS = 1
 DASHBOARD_PERIOD = Duration.minutes(5)
+# SQS reports a queue's metrics only while the queue is active, and stops for one that sees no API call
+# for hours, letters or not (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-monitoring-using-cloudwatch.html,
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html).
+# Treated as not breaching, that silence would clear the alarm (and e-mail "OK") with the failed work
+# still queued; treated as breaching, an empty idle queue would fire it. "ignore" keeps the state the
+# last data point set: ALARM while letters remain, OK once the queue was read empty (reading it is
+# activity, so its 0 is reported):
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html#alarms-and-missing-data
+DEAD_LETTER_MISSING_DATA = cloudwatch.TreatMissingData.IGNORE
 CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
-# What a publisher needs of an encrypted topic's key (SNS encrypts the message with a data key).
+# What a publisher needs of an encrypted topic's key (SNS encrypts the message with a data key):
+# https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
 TOPIC_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
+# The encryption context SNS sends with each of those calls: the topic's ARN.
+SNS_TOPIC_CONTEXT_KEY = "aws:sns:topicArn"
+ALARM_TOPIC_SUFFIX = "alarms"
 
 
 class Monitoring(Construct):
@@ -74,6 +87,8 @@ class Monitoring(Construct):
             name="memory-writes-suppressed",
             description="Memory writes are failing: answers are served but turns are not stored.",
             threshold=SUPPRESSED_WRITES_ALARM_THRESHOLD,
+            # No suppressed-write line, no data point: the healthy state.
+            missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
         # An asynchronous turn whose worker failed after Lambda's retries: the client sees it `failed`
@@ -101,17 +116,13 @@ class Monitoring(Construct):
     def _alarm_topic(self, alarm_email: str | None) -> sns.Topic:
         """An encrypted topic that this stack's alarms, and only they, may publish to."""
         stack = Stack.of(self)
-        # The alarms are named after the stack (`_alarm`), so both policies can name them without
-        # depending on them: the key must exist before the topic, and the topic before any alarm.
-        own_alarms = {
-            "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-            "ArnLike": {"aws:SourceArn": stack.format_arn(
-                service="cloudwatch", resource="alarm", resource_name=f"{stack.stack_name}-*",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            )},
-        }
-        # SNS's AWS managed key cannot be used by CloudWatch alarms (its key policy is fixed),
-        # so the topic gets a customer managed key that CloudWatch may use for these alarms.
+        # Named, so that the key policy can name the topic's ARN without depending on the topic (the
+        # topic depends on the key), and the alarms named after the stack (`_alarm`), so that the topic
+        # policy can name them without depending on them (they depend on the topic).
+        topic_name = f"{stack.stack_name}-{ALARM_TOPIC_SUFFIX}"
+        topic_arn = stack.format_arn(service="sns", resource=topic_name, arn_format=ArnFormat.NO_RESOURCE_NAME)
+        # SNS's AWS managed key cannot be used by CloudWatch alarms (its key policy is fixed), so the
+        # topic gets a customer managed key: https://repost.aws/knowledge-center/cloudwatch-configure-alarm-sns
         key = kms.Key(
             self,
             "TopicKey",
@@ -119,12 +130,28 @@ class Monitoring(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
+        # When an alarm publishes, SNS asks KMS for a data key on CloudWatch's behalf, with the
+        # encryption context {"aws:sns:topicArn": <topic ARN>} on every GenerateDataKey and Decrypt:
+        # the documented way to scope a key to one topic (kms:EncryptionContext:context-key,
+        # https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html; SNS's own example,
+        # https://docs.aws.amazon.com/gamelift/latest/flexmatchguide/queue-notification-sns-sse.html).
+        # aws:SourceAccount and aws:SourceArn are documented on the sns:Publish request (the topic
+        # policy below uses them), not on these KMS calls: a key condition on them could refuse every
+        # alarm, and the e-mail would silently never leave.
         key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[CLOUDWATCH], actions=TOPIC_KEY_ACTIONS, resources=["*"], conditions=own_alarms
+            principals=[CLOUDWATCH], actions=TOPIC_KEY_ACTIONS, resources=["*"],
+            conditions={"StringEquals": {f"kms:EncryptionContext:{SNS_TOPIC_CONTEXT_KEY}": topic_arn}},
         ))
-        topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        topic = sns.Topic(self, "AlarmTopic", topic_name=topic_name, master_key=key, enforce_ssl=True)
         # enforce_ssl creates a topic policy, and a topic policy replaces SNS's default one: without
         # this statement no alarm could publish ("no resource-based policy allows SNS:Publish").
+        own_alarms = {
+            "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            "ArnLike": {"aws:SourceArn": stack.format_arn(
+                service="cloudwatch", resource="alarm", resource_name=f"{stack.stack_name}-*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )},
+        }
         topic.add_to_resource_policy(iam.PolicyStatement(
             principals=[CLOUDWATCH], actions=["sns:Publish"], resources=[topic.topic_arn], conditions=own_alarms
         ))
@@ -133,7 +160,8 @@ class Monitoring(Construct):
         return topic
 
     def _alarm(
-        self, metric: cloudwatch.IMetric, construct_id: str, *, name: str, description: str, threshold: int
+        self, metric: cloudwatch.IMetric, construct_id: str, *, name: str, description: str, threshold: int,
+        missing_data: cloudwatch.TreatMissingData,
     ) -> cloudwatch.Alarm:
         """An alarm named `<stack>-<name>` that e-mails through the topic when it fires and when it clears."""
         alarm = metric.create_alarm(
@@ -144,8 +172,7 @@ class Monitoring(Construct):
             threshold=threshold,
             evaluation_periods=ALARM_EVALUATION_PERIODS,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            # No data at all is the healthy state: no suppressed-write line, no dead letter.
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=missing_data,
         )
         action = cw_actions.SnsAction(self.topic)
         alarm.add_alarm_action(action)
@@ -155,10 +182,12 @@ class Monitoring(Construct):
         return alarm
 
     def _dead_letter_alarm(self, queue: sqs.IQueue, construct_id: str, *, name: str, description: str):
-        """Fires on the first message in a dead-letter queue: each one is work that failed for good."""
+        """Fires on the first message in a dead-letter queue (each one is work that failed for good) and
+        stays in ALARM while any is left, whether or not SQS still reports the queue's metrics."""
         metric = queue.metric_approximate_number_of_messages_visible(period=ALARM_PERIOD,
                                                                      statistic=cloudwatch.Stats.MAXIMUM)
-        return self._alarm(metric, construct_id, name=name, description=description, threshold=1)
+        return self._alarm(metric, construct_id, name=name, description=description, threshold=1,
+                           missing_data=DEAD_LETTER_MISSING_DATA)
 
     def _dashboard(self, *, function: lambda_.IFunction, stage: apigwv2.HttpStage,
                    worker: lambda_.IFunction) -> cloudwatch.Dashboard:

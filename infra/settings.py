@@ -26,6 +26,10 @@ class Settings:
     # An existing OIDC issuer replaces the Cognito user pool the stack would create.
     jwt_issuer: str | None = None
     jwt_audience: tuple[str, ...] = ()
+    # The worker's reserved concurrency: at most this many asynchronous turns at once, so they can
+    # never take the whole account's pool from the API. None: no reservation, as an account with the
+    # new-account quota of 10 requires (`make deploy` checks the quota: infra.deployment).
+    worker_reserved_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         if self.model_provider not in PROVIDERS:
@@ -34,6 +38,8 @@ class Settings:
             raise ValueError(f"memoryStrategy must be one of {STRATEGIES}, got {self.memory_strategy!r}")
         if bool(self.jwt_issuer) != bool(self.jwt_audience):
             raise ValueError("jwtIssuer and jwtAudience go together")
+        if self.worker_reserved_concurrency is not None and self.worker_reserved_concurrency < 1:
+            raise ValueError("workerReservedConcurrency must be a positive number of executions")
 
     @classmethod
     def from_context(cls, node: Node, *, now: float | None = None) -> "Settings":
@@ -48,6 +54,7 @@ class Settings:
             started = time.time() if now is None else now
             drill_until = int(started) + int(drill_minutes) * SECONDS_PER_MINUTE
         audience = get("jwtAudience")
+        reserved = get("workerReservedConcurrency")
         return cls(
             model_provider=provider,
             model_id=get("modelId") or DEFAULT_MODEL_IDS.get(provider, ""),
@@ -56,4 +63,5 @@ class Settings:
             memory_write_drill_until=drill_until,
             jwt_issuer=get("jwtIssuer"),
             jwt_audience=tuple(a.strip() for a in audience.split(",")) if audience else (),
+            worker_reserved_concurrency=int(reserved) if reserved else None,
         )

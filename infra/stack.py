@@ -13,7 +13,7 @@ from infra.layer import DependencyLayer
 from infra.model_access import ModelAccess
 from infra.monitoring import Monitoring
 from infra.settings import Settings
-from infra.tables import MemoryTables
+from infra.tables import API_TABLE_ACTIONS, WORKER_TABLE_ACTIONS, MemoryTables
 from infra.worker import AsyncWorker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,12 +40,14 @@ class AgentStack(Stack):
             **model.environment,
         }
         code = FunctionCode(code_dir=CODE_DIR, layers=[layer.layer])
-        worker = AsyncWorker(self, "Worker", code=code, environment={**environment, **drill})
-        tables.grant_data(worker.function)
+        worker = AsyncWorker(self, "Worker", code=code, environment={**environment, **drill},
+                             reserved_concurrency=settings.worker_reserved_concurrency)
+        tables.grant_data(worker.function, WORKER_TABLE_ACTIONS)
         model.grant_invoke(worker.function)
+        # The alias's qualified name (`<function>:live`): Invoke accepts it as the FunctionName.
         agent = AgentFunction(self, "Agent", code=code, environment={
-            **environment, **drill, "WORKER_FUNCTION_NAME": worker.function.function_name})
-        tables.grant_data(agent.function)
+            **environment, **drill, "WORKER_FUNCTION_NAME": worker.alias.function_name})
+        tables.grant_data(agent.function, API_TABLE_ACTIONS)
         model.grant_invoke(agent.function)
         worker.grant_dispatch(agent.function)
 
@@ -86,6 +88,7 @@ class AgentStack(Stack):
         # Where to look when something fails (docs/DEPLOY.md, "Troubleshooting").
         CfnOutput(self, "AgentLogGroupName", value=agent.log_group.log_group_name)
         CfnOutput(self, "WorkerLogGroupName", value=worker.log_group.log_group_name)
+        CfnOutput(self, "WorkerFunctionName", value=worker.function.function_name)
         CfnOutput(self, "AsyncTurnDeadLetterQueueUrl", value=worker.dead_letters.queue_url)
         if compactor is not None:
             CfnOutput(self, "CompactorLogGroupName", value=compactor.log_group.log_group_name)

@@ -7,24 +7,42 @@ from constructs import Construct
 
 from functions.memory import schema
 
-# What the memory library does with its tables: queries, keyed reads (a session's fence with the
-# user's mark in one BatchGetItem), keyed writes, batch deletes. Transactions (a turn with its
-# records, a fact with the user's totals) are authorised by the actions of their items. No Scan.
-TABLE_DATA_ACTIONS = [
+# The DynamoDB actions each function's code calls: one tuple per function, the one place to edit when
+# the calls change (tests/integration/test_exact_grants.py records every call of each function's code
+# and compares it with its tuple). A transaction is authorised item by item, by the action each item
+# performs (Put: PutItem, Update: UpdateItem, Delete: DeleteItem, ConditionCheck: ConditionCheckItem),
+# and TransactGetItems by GetItem:
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
+# The API: every route (turns, idempotency claims and releases, async turn status, history, erasure
+# with its batch deletes, facts).
+API_TABLE_ACTIONS = (
     "dynamodb:Query",
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
-    "dynamodb:ConditionCheckItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
-]
-# The compactor reads a session's fence and turns, writes its summary in a transaction conditional
-# on the newest turn it covers, and removes it again (BatchWriteItem) if the session was erased.
-COMPACTION_ACTIONS = ["dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:PutItem",
-                      "dynamodb:BatchWriteItem"]
-
+)
+# The worker: one turn (status claim, progress, done), its reads and its remember/forget tools.
+WORKER_TABLE_ACTIONS = (
+    "dynamodb:Query",
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+)
+# The compactor, on the sessions table only: it reads a session's fence and turns, writes its summary
+# in a transaction that checks the covered turn, and deletes it again if the session was erased
+# meanwhile.
+COMPACTOR_TABLE_ACTIONS = (
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+)
 
 def _string_key(name: str) -> dynamodb.Attribute:
     # Every key of both tables is a string: ids, composite keys and ISO-8601 timestamps.
@@ -85,14 +103,14 @@ class MemoryTables(Construct):
             ),
         )
 
-    def grant_data(self, grantee: iam.IGrantable) -> None:
-        """Data actions on these two tables only: no index, no wildcard resource."""
+    def grant_data(self, grantee: iam.IGrantable, actions: tuple[str, ...]) -> None:
+        """`actions` on these two tables only: no index, no wildcard resource."""
         iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=TABLE_DATA_ACTIONS,
-            resource_arns=[self.sessions.table_arn, self.long_term.table_arn],
+            grantee=grantee, actions=list(actions), resource_arns=[self.sessions.table_arn, self.long_term.table_arn]
         )
 
     def grant_compaction(self, grantee: iam.IGrantable) -> None:
         """The compactor's data actions, on the sessions table only (stream reads come with its mapping)."""
-        iam.Grant.add_to_principal(grantee=grantee, actions=COMPACTION_ACTIONS, resource_arns=[self.sessions.table_arn])
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(COMPACTOR_TABLE_ACTIONS), resource_arns=[self.sessions.table_arn]
+        )

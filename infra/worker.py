@@ -1,17 +1,23 @@
 """The worker of asynchronous turns (functions/agent/async_turns.py): a Lambda function the API
 Lambda invokes asynchronously with a turn's keys. Lambda's own event queue retries a failed
-invocation and then hands the event to a dead-letter queue (infra/monitoring.py alarms on it)."""
+invocation and then hands the event to a dead-letter queue (infra/monitoring.py alarms on it).
+
+SnapStart, as the API function: without it, a cold worker pays the whole init (the model SDK, the
+Powertools and botocore imports: seconds at 512 MB) before an asynchronous turn's first token. It is
+invoked through its `live` alias, which carries the asynchronous invocation configuration: a
+configuration on the unqualified function would not apply to invocations of the alias."""
 
 from collections.abc import Mapping
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.agent import budget
-from infra.agent_function import SERVICE_NAME, FunctionCode, python_function
+from infra.agent_function import SERVICE_NAME, FunctionCode, python_function, snapstart_alias
 
 HANDLER = "agent.worker.lambda_handler"
 # The worker stops itself at its turn's deadline (budget.ASYNC_TURN_SECONDS, 5 minutes); the timeout
@@ -26,13 +32,17 @@ DEAD_LETTER_RETENTION = Duration.days(14)
 
 
 class AsyncWorker(Construct):
-    """Exposes `function`, its `log_group` and the `dead_letters` queue."""
+    """Exposes `function`, the `alias` it is invoked through, its `log_group` and the `dead_letters` queue."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, code: FunctionCode, environment: Mapping[str, str]) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, code: FunctionCode, environment: Mapping[str, str],
+                 reserved_concurrency: int | None = None) -> None:
         super().__init__(scope, construct_id)
 
+        # A reservation is also a cap: past it Lambda throttles the worker, and its own event queue keeps
+        # retrying the turn until MAX_EVENT_AGE, then dead-letters it (docs/DEPLOY.md, "Concurrency").
         self.function, self.log_group = python_function(
-            self, handler=HANDLER, service=SERVICE_NAME, timeout=TIMEOUT, code=code, environment=environment
+            self, handler=HANDLER, service=SERVICE_NAME, timeout=TIMEOUT, code=code, environment=environment,
+            snap_start=True, reserved_concurrent_executions=reserved_concurrency,
         )
         # Holds the failed events: a turn's keys (user id, session id, turn id), never its text.
         self.dead_letters = sqs.Queue(
@@ -43,18 +53,12 @@ class AsyncWorker(Construct):
             Acknowledgment(id="AwsSolutions-SQS3", reason="It is the on-failure destination of the worker's "
                            "asynchronous invocations; an alarm watches it.")
         )
-        self.function.configure_async_invoke(
-            retry_attempts=RETRY_ATTEMPTS,
-            max_event_age=MAX_EVENT_AGE,
+        self.alias: lambda_.Alias = snapstart_alias(
+            self, self.function, retry_attempts=RETRY_ATTEMPTS, max_event_age=MAX_EVENT_AGE,
             on_failure=destinations.SqsDestination(self.dead_letters),
         )
 
     def grant_dispatch(self, grantee: iam.IGrantable) -> None:
-        """The API Lambda may invoke the worker (this function only, any version)."""
-        self.function.grant_invoke(grantee)
-        Validations.of(grantee.grant_principal).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(self.function.node.default_child)}.Arn>:*]",
-                reason="lambda:InvokeFunction on the worker function and its versions, as grant_invoke writes it.",
-            )
-        )
+        """The API Lambda may invoke the worker's alias, and nothing else: no other version, not $LATEST."""
+        iam.Grant.add_to_principal(grantee=grantee, actions=["lambda:InvokeFunction"],
+                                   resource_arns=[self.alias.function_arn])

@@ -9,9 +9,12 @@ turn and marked `truncated`.
 """
 
 # Both paths. A memory read fails fast: 2 attempts x (0.5 s connect + 1 s read) + <= 1 s backoff
-# (memory/client.py). The best-effort append has the same bounds; JSON, logs and metrics take ~1 s.
+# (memory/client.py). A write (the best-effort append, the idempotency claim) has the same bounds, and
+# so has the read of the model's API key (agent.providers: the secret's client); JSON, logs and
+# metrics take ~1 s.
 MEMORY_READ_SECONDS = 4
 MEMORY_WRITE_SECONDS = 4
+SECRET_READ_SECONDS = 4
 OVERHEAD_SECONDS = 1
 # No stream event for this long means the model stalled. A real stream has gaps of tens of ms
 # between tokens; the longest legitimate gap is before the first token of a long prompt (a
@@ -24,11 +27,16 @@ API_INTEGRATION_TIMEOUT_SECONDS = 29
 # API Gateway waits for a cold start or a SnapStart restore, the function's timeout does not count it.
 COLD_START_RESERVE_SECONDS = 4
 SYNC_TURN_SECONDS = API_INTEGRATION_TIMEOUT_SECONDS - COLD_START_RESERVE_SECONDS  # 25: the function timeout
-# The model's deadline, counted from the start of the turn: a fast memory read (~20 ms) leaves it
-# nearly all of it, a failing one is answered 503 before the model is called. 20 s carry a
-# 1,000-token answer at 60 tokens/s (1 s + 16.7 s); about 1,150 tokens is the most a synchronous
-# turn can hold at that pace. Longer answers are cut there (`truncated`): send them asynchronously.
+# The model's deadline, counted from the request's entry into the handler (agent.handler), so that
+# everything before the model is inside it: the idempotency claim, the API key's read and the memory
+# read, at most PRE_MODEL_SECONDS together when each fails as slowly as its client allows. Fast (~30 ms
+# together), they leave the model nearly all of it; a failing read is answered 503 before the model is
+# called. After the deadline only the append and the answer remain, so the function answers inside its
+# timeout whichever dependency hangs. 20 s carry a 1,000-token answer at 60 tokens/s (1 s + 16.7 s);
+# about 1,150 tokens is the most a synchronous turn can hold at that pace. Longer answers are cut there
+# (`truncated`): send them asynchronously.
 SYNC_MODEL_SECONDS = SYNC_TURN_SECONDS - MEMORY_WRITE_SECONDS - OVERHEAD_SECONDS
+PRE_MODEL_SECONDS = MEMORY_WRITE_SECONDS + SECRET_READ_SECONDS + MEMORY_READ_SECONDS
 
 # Asynchronous turns (Prefer: respond-async), run by the worker. The longest answer
 # (MODEL_MAX_OUTPUT_TOKENS, 8,192 by default) at a slow 40 tokens/s takes 205 s; a short tool round,

@@ -1,6 +1,8 @@
 """Configuration from the environment, read and validated once per cold start."""
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.providers import DEFAULT_MAX_OUTPUT_TOKENS
@@ -88,6 +90,25 @@ class Settings:
             raise ConfigError(f"MODEL_MAX_OUTPUT_TOKENS must be from {MIN_OUTPUT_TOKENS} to {MAX_OUTPUT_TOKENS}")
         _check_window(settings)
         return settings
+
+
+class OnFirstUse:
+    """A client that is built on its first use, not at import: a route that never calls it (/health,
+    /openapi.json) never pays for it (botocore loads the service's model and endpoint rules: ~0.6x of
+    `import boto3`, benchmarks/cold_start.py). A SnapStart init calls build(), so the client is in the
+    snapshot and no restored environment builds it."""
+
+    def __init__(self, build: Callable[[], object]):
+        self._build, self._client, self._lock = build, None, threading.Lock()
+
+    def build(self):
+        with self._lock:  # the facts and the window are read on two threads at once
+            if self._client is None:
+                self._client = self._build()
+        return self._client
+
+    def __getattr__(self, name: str):
+        return getattr(self.build(), name)
 
 
 def memory_from(settings: Settings, *, client, logger) -> ResilientMemory:

@@ -11,20 +11,21 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
-from agent import async_turns
+from agent import async_turns, snapstart
 from agent.api import (HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
                        FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
-from agent.config import Settings, memory_from
+from agent.budget import SYNC_MODEL_SECONDS
+from agent.config import OnFirstUse, Settings, memory_from
 from agent.failures import INTERNAL_ERROR, TurnFailure, turn_failure
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
-from agent.observability import logger, metrics, tracer
-from agent.providers import Model, ModelError, configured_model
+from agent.observability import logger, metrics
+from agent.providers import Model, ModelError, configured_model, preload
+from agent.tracing import tracer
 from agent.turn import run_turn
 from memory.client import dynamodb_client
 from memory.errors import Erased, InvalidToken, MemoryUnavailable, SessionNotFound
@@ -34,14 +35,16 @@ from memory.turn_status import TurnStatusStore
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
 # (DynamoDB partition keys stop at 2 KB), so it is no identity at all.
 USER_ID = re.compile(r"[\x20-\x7e]{1,255}")
+ENTERED = "entered"  # app.context: time.monotonic() when the request entered the handler
 
 settings = Settings.from_env()
 # SnapStart snapshots the init phase once per published version, and restored environments skip it:
-# the SDK imported here (~1 s) is in the snapshot instead of in each restored environment's first
-# turn. Without SnapStart it stays lazy, so routes without a turn never pay for it.
-if settings.provider == "anthropic" and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
-    import anthropic  # noqa: F401
-dynamodb = dynamodb_client()
+# the model SDK and clients built here (~1 s) are in the snapshot instead of in each restored
+# environment's first turn. Without SnapStart they stay lazy, so routes without a turn never pay for them.
+dynamodb = OnFirstUse(dynamodb_client)
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+    preload(settings)
+    dynamodb.build()
 memory = memory_from(settings, client=dynamodb, logger=logger)
 idempotency = Idempotency(client=dynamodb, table_name=settings.sessions_table, logger=logger)
 statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
@@ -65,7 +68,10 @@ app = APIGatewayHttpResolver(enable_validation=True, serializer=_json, json_body
 app.configure_openapi(
     title="Agent with durable memory",
     version="1.0.0",
-    security_schemes={"jwt": HTTPBearer(bearerFormat="JWT", description="a Cognito id token; claim sub is the user")},
+    # A plain dict, validated into Powertools' OpenAPI models only when the document is built: importing
+    # those models costs every cold start ~100 ms (benchmarks/cold_start.py) for the one route that needs them.
+    security_schemes={"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                              "description": "a Cognito id token; claim sub is the user"}},
 )
 JWT = [{"jwt": []}]
 
@@ -141,10 +147,12 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
     if async_turns.wants_async(prefer):
         return _accept_async(user_id, session_id, request.message, idempotency_key)
     started = time.perf_counter()
+    # From the request's entry, so the idempotency claim and the API key's read are inside the budget.
+    deadline = app.context[ENTERED] + SYNC_MODEL_SECONDS
 
     def turn(claim=None):
         return run_turn(memory=memory, model=model(), user_id=user_id, session_id=session_id,
-                        message=request.message, records=(claim,) if claim else ())
+                        message=request.message, records=(claim,) if claim else (), deadline=deadline)
 
     result = idempotency.turn(user_id, session_id, idempotency_key, request.message, turn) if idempotency_key else turn()
     latency_ms = (time.perf_counter() - started) * 1000
@@ -311,10 +319,17 @@ def unexpected(_: Exception) -> Response:
     return _failure(INTERNAL_ERROR)
 
 
+def lambda_handler(event: dict, context) -> dict:
+    if snapstart.is_keep_alive(event):  # the schedule that keeps the SnapStart version Active
+        return snapstart.KEPT_ALIVE
+    return _handle(event, context)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict, context) -> dict:
+def _handle(event: dict, context) -> dict:
+    app.append_context(**{ENTERED: time.monotonic()})  # where every time budget of the request starts
     if rejection := _reject_body(event):
         return rejection
     # The API speaks JSON only: a body sent as a form (curl -d) is still read as JSON.

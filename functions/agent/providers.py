@@ -35,8 +35,12 @@ BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 # Bedrock error codes worth a retry, as HTTP errors (ThrottlingException) or stream events (throttlingException).
 BEDROCK_TRANSIENT = frozenset({"ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException",
                                "InternalServerException", "ModelStreamErrorException", "ModelTimeoutException"})
-# Powertools parameters' cache of the API key secret: a rotated key is picked up within 5 minutes.
+# The API key secret is read once per 5 minutes per environment: a rotated key is picked up within 5 minutes.
 SECRET_CACHE_SECONDS = 300
+# The read happens inside the turn's budget (agent.budget), so it fails in seconds like a memory call
+# (memory.client): 0.5 s connect, 1 s read, 2 attempts in standard retry mode. botocore's defaults
+# would wait 60 s per read, in legacy mode's 5 attempts: https://docs.aws.amazon.com/boto3/latest/guide/retries.html
+SECRET_CONNECT_SECONDS, SECRET_READ_SECONDS, SECRET_ATTEMPTS = 0.5, 1.0, 2
 # stop_reason of an answer cut short: by the turn's deadline, or by a stream that failed after text.
 CUT_BY_DEADLINE, CUT_BY_STREAM_FAILURE = "deadline", "stream_failure"
 
@@ -416,10 +420,43 @@ def _anthropic_model(api_key: str, model_id: str, max_output_tokens: int) -> Mod
     return AnthropicModel(api_key=api_key, model_id=model_id, max_output_tokens=max_output_tokens)
 
 
+_secrets: dict[str, tuple[float, str]] = {}  # secret ARN -> (read at, monotonic; value)
+
+
 def _anthropic_key_from_secret(secret_arn: str) -> str:
-    from aws_lambda_powertools.utilities import parameters
+    read_at, value = _secrets.get(secret_arn, (float("-inf"), ""))
+    if time.monotonic() - read_at < SECRET_CACHE_SECONDS:
+        return value
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return parameters.get_secret(secret_arn, max_age=SECRET_CACHE_SECONDS)
-    except parameters.exceptions.GetParameterError as error:
+        value = secrets_client().get_secret_value(SecretId=secret_arn)["SecretString"]
+    except (BotoCoreError, ClientError) as error:
         raise ModelError("the model's API key could not be read", transient=True) from error
+    _secrets[secret_arn] = (time.monotonic(), value)
+    return value
+
+
+@functools.cache
+def secrets_client():
+    """Secrets Manager, from the one botocore session (memory.client), with the turn's bounds."""
+    from botocore.config import Config
+
+    from memory.client import session
+
+    return session().create_client("secretsmanager", config=Config(
+        connect_timeout=SECRET_CONNECT_SECONDS, read_timeout=SECRET_READ_SECONDS,
+        retries={"mode": "standard", "total_max_attempts": SECRET_ATTEMPTS},
+    ))
+
+
+def preload(settings) -> None:
+    """What a SnapStart init puts into its snapshot: the provider's SDK and clients, never the key (a
+    key read before the snapshot would outlive its rotation in every restored environment)."""
+    if settings.provider == "anthropic":
+        import anthropic  # noqa: F401  (~1 s of imports, paid once per version instead of per environment)
+
+        if settings.anthropic_secret_arn:
+            secrets_client()
+    elif settings.provider == "bedrock":
+        _bedrock_model(settings.model_id, settings.max_output_tokens)

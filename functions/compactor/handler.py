@@ -5,7 +5,10 @@ sk prefix TURN#; the summary's own key does not match it). Failed sessions come 
 failures: the mapping retries them a bounded number of times, then hands them to its on-failure
 destination. No turn ever waits for this function."""
 
-from aws_lambda_powertools import Logger, Metrics
+import functools
+
+from aws_lambda_powertools.logging import Logger
+from aws_lambda_powertools.metrics import Metrics
 
 from agent.config import Settings
 from agent.shared import COMPACTOR_SERVICE as SERVICE
@@ -19,16 +22,22 @@ from memory.conversation import ConversationStore
 logger = Logger(service=SERVICE, use_rfc3339=True)
 metrics = Metrics(service=SERVICE, namespace=METRICS_NAMESPACE)
 settings = Settings.from_env()
-conversations = ConversationStore(
-    client=dynamodb_client(), table_name=settings.sessions_table, ttl_days=settings.session_ttl_days
-)
+
+
+@functools.cache
+def conversations() -> ConversationStore:
+    """Built by the first batch, not at import, as the other functions build theirs on first use
+    (agent.config.OnFirstUse): the same work, but the module's import stays near `import boto3`
+    (benchmarks/cold_start.py). This function has no SnapStart, and nobody waits for it."""
+    return ConversationStore(client=dynamodb_client(), table_name=settings.sessions_table,
+                             ttl_days=settings.session_ttl_days)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
     compactor = Compactor(
-        conversations=conversations,
+        conversations=conversations(),
         model=configured_model(settings),
         trigger_turns=settings.compaction_trigger_turns,
         summary_max_tokens=settings.summary_max_tokens,

@@ -154,6 +154,18 @@ class FactStore:
         delete_all(self._client, self._table, [self._key(user_id, key) for key in [USAGE_KEY, *keys]])
         return len(keys)
 
+    @translate_errors
+    def discard(self, user_id: str, key: str, *, mark: int) -> None:
+        """Deletes a fact its writer stored with `mark` after an erasure moved the mark on, and the
+        totals (the next write counts what is left)."""
+        try:
+            self._client.delete_item(TableName=self._table, Key=self._key(user_id, key),
+                                     ConditionExpression="mark = :mark",
+                                     ExpressionAttributeValues={":mark": {"N": str(mark)}})
+        except self._client.exceptions.ConditionalCheckFailedException:
+            pass  # overwritten by a writer of the new mark: not ours to delete
+        self._client.delete_item(TableName=self._table, Key=self._key(user_id, USAGE_KEY))
+
     def _read(self, user_id: str, key: str) -> tuple[str | None, Totals | None]:
         """The fact's stored value and the user's totals, read consistently. Not a TransactGetItems:
         DynamoDB cancels one that meets any write in flight, and the write's conditions (the fact

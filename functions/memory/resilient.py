@@ -74,7 +74,7 @@ class ResilientMemory:
         FactsLimitReached, MemoryUnavailable, or Erased (DELETE /me ran meanwhile: nothing stored)."""
         mark = self.registry.mark(user_id)
         self.facts.put(user_id, key, value, mark=mark)
-        self._confirm_facts(user_id, mark)
+        self._confirm_fact(user_id, key, mark)
 
     def erase_user(self, user_id: str) -> None:
         """DELETE /me: moves the user's erasure mark first (every writer that read the old one now
@@ -95,7 +95,7 @@ class ResilientMemory:
         def write() -> None:
             mark = self._still(user_id, session_id, fence).mark
             self.facts.put(user_id, key, value, mark=mark)
-            self._confirm_facts(user_id, mark)
+            self._confirm_fact(user_id, key, mark)
 
         return self._best_effort(session_id, write)
 
@@ -112,12 +112,11 @@ class ResilientMemory:
         self.registry.check(user_id, session_id, fence)
         return fence
 
-    def _confirm_facts(self, user_id: str, mark: int) -> None:
+    def _confirm_fact(self, user_id: str, key: str, mark: int) -> None:
         """After a fact write: if DELETE /me moved the mark meanwhile, its sweep may have run before
-        the write landed, so this writer sweeps again and raises Erased."""
-        current = self.registry.mark(user_id)
-        if current != mark:
-            self.facts.erase(user_id, before_mark=current)
+        the write landed, so this writer deletes what it wrote and raises Erased."""
+        if self.registry.mark(user_id) != mark:
+            self.facts.discard(user_id, key, mark=mark)
             raise Erased()
 
     def _best_effort(self, session_id: str, write: Callable[[], object]) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from .conversation import ConversationStore
-from .dynamo import POOL, condition_failed, delete_all, translate_errors
+from .dynamo import POOL, condition_failed, translate_errors
 from .errors import Erased
 from .keys import STATUS_PREFIX, item_key
 from .registry import Fence, generation_of
@@ -65,7 +65,7 @@ class TurnStatusStore:
         try:
             self._registry.check(user_id, session_id, fence)
         except Erased:
-            delete_all(self._client, self._table, [_key(user_id, session_id, turn_id)])
+            self._client.delete_item(TableName=self._table, Key=_key(user_id, session_id, turn_id))
             raise
 
     @translate_errors

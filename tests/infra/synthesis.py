@@ -12,6 +12,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import aws_cdk as cdk  # noqa: E402  (after the banner switch above)
 
 import app as cdk_app  # noqa: E402
+from template_policy import Resolver  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_HANDLER, COMPACTOR_HANDLER = "agent.handler.lambda_handler", "compactor.handler.lambda_handler"
@@ -54,10 +55,12 @@ class Synth:
         return function
 
     def function_environment(self, handler: str = AGENT_HANDLER) -> dict[str, str]:
-        """A function's environment as Lambda would see it, each `Ref` replaced by a stand-in."""
+        """A function's environment as Lambda would see it, each `Ref` replaced by a stand-in, any other
+        intrinsic resolved as template_policy.Resolver does."""
         variables = self.function(handler)["Properties"]["Environment"]["Variables"]
+        resolve = Resolver(self.template, self.stack.stack_name)
         return {
-            name: f"resolved-{value['Ref']}" if isinstance(value, dict) else value
+            name: f"resolved-{value['Ref']}" if isinstance(value, dict) and "Ref" in value else resolve(value)
             for name, value in variables.items()
         }
 
@@ -93,3 +96,13 @@ def as_list(value) -> list:
 def statement_for(synth, action: str, handler: str = AGENT_HANDLER) -> dict:
     (statement,) = [s for s in statements(synth, handler) if action in as_list(s["Action"])]
     return statement
+
+
+def alias_of(synth, handler: str) -> tuple[str, dict, dict]:
+    """(alias id, alias, version) of the function that runs `handler`."""
+    function_id = next(k for k, v in synth.resources("AWS::Lambda::Function").items()
+                       if v["Properties"]["Handler"] == handler)
+    ((alias_id, alias),) = [(k, v) for k, v in synth.resources("AWS::Lambda::Alias").items()
+                            if v["Properties"]["FunctionName"] == {"Ref": function_id}]
+    version_id = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+    return alias_id, alias, synth.template["Resources"][version_id]

@@ -1,7 +1,7 @@
 """Reads a synthesized CloudFormation template the way AWS would at run time, for the subset this
 project uses, so tests can follow a request or an event from resource to resource:
 
-- `Resolver` turns intrinsic functions (Ref, Fn::GetAtt, Fn::Join) into the strings AWS would see,
+- `Resolver` turns intrinsic functions (Ref, Fn::GetAtt, Fn::Join, Fn::Select, Fn::Split) into the strings AWS would see,
   in a fixed account, region and partition: a topic's ARN, a function alias's ARN, an alarm's ARN.
 - `allows(policy, request)` evaluates an IAM policy document (identity, key or resource policy)
   against one request: some Allow matches and no Deny does.
@@ -39,6 +39,12 @@ class Resolver:
         if function == "Fn::Join":
             separator, parts = argument
             return separator.join(self(part) for part in parts)
+        if function == "Fn::Select":
+            index, values = argument
+            return self(values)[index]
+        if function == "Fn::Split":
+            separator, value = argument
+            return self(value).split(separator)
         raise ValueError(f"unsupported intrinsic {function}")
 
     def type_of(self, logical_id: str) -> str:

@@ -3,7 +3,7 @@ synthesized template and authorised the way AWS would at run time. No hand-kept 
 finds its paths in the template itself, so a new alarm, route or event source is checked as it
 appears, and a policy that replaces a default (an SNS topic policy) cannot silently close a path.
 
-    alarm -> action -> SNS topic -> topic policy (sns:Publish) -> topic key policy (KMS)
+    alarm -> action -> SNS topic -> topic policy (sns:Publish) -> topic key policy (SNS's KMS calls)
     route -> integration -> Lambda permission on the integration's target (the alias)
     stream -> event source mapping -> function role (stream reads, on-failure destination)
 """
@@ -13,6 +13,8 @@ import pytest
 from template_policy import ACCOUNT, PARTITION, REGION, Request, Resolver, allows
 
 CLOUDWATCH = {"Service": "cloudwatch.amazonaws.com"}
+# The encryption context SNS sends with its KMS calls for an encrypted topic, as a condition key.
+SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
 API_GATEWAY = {"Service": "apigateway.amazonaws.com"}
 ALARM_ACTION_KINDS = ("AlarmActions", "OKActions", "InsufficientDataActions")
 # What SNS needs of the publisher's key access to encrypt a message for an encrypted topic.
@@ -60,14 +62,40 @@ def alarm_notifications(synthesized):
 
 
 def alarm_publish(resolve: Resolver, alarm_id: str, topic_arn: str, *, account: str = ACCOUNT) -> dict:
-    """What CloudWatch's request carries when an alarm of `account` publishes (over TLS)."""
+    """CloudWatch's sns:Publish for an alarm of `account`, over TLS: AWS documents aws:SourceAccount
+    and aws:SourceArn on this request (https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html)."""
     alarm_arn = resolve.get_att(alarm_id, "Arn").replace(f":{ACCOUNT}:", f":{account}:")
     return {"resource": topic_arn, "context": {
         "aws:SourceAccount": account, "aws:SourceArn": alarm_arn, "aws:SecureTransport": "true"}}
 
 
+def data_key_request(action: str, key_arn: str, topic_arn: str) -> Request:
+    """The KMS call SNS makes for CloudWatch's publish to an encrypted topic: CloudWatch's principal,
+    and the one key AWS documents on it, the encryption context aws:sns:topicArn. Nothing documents
+    aws:SourceArn or aws:SourceAccount here, so the model carries neither: a key policy that needs
+    them refuses this request, as KMS would."""
+    return Request(CLOUDWATCH, action, key_arn, {SNS_TOPIC_CONTEXT: topic_arn})
+
+
+def topic_key(synthesized, resolve: Resolver, topic_id: str) -> tuple[str, dict] | None:
+    """(key ARN, key policy) of the topic's KMS key, if it is encrypted."""
+    key = synthesized.template["Resources"][topic_id]["Properties"].get("KmsMasterKeyId")
+    if key is None:
+        return None
+    keys = by_resolved(synthesized, "AWS::KMS::Key", lambda k: resolve.get_att(k, "Arn"))
+    assert resolve(key) in keys, f"{topic_id} is encrypted with {key}: an AWS managed key refuses CloudWatch"
+    return resolve(key), synthesized.template["Resources"][keys[resolve(key)]]["Properties"]["KeyPolicy"]
+
+
+def topic_policies(synthesized, resolve: Resolver, topic_arn: str) -> list[dict]:
+    policies = [p["Properties"]["PolicyDocument"] for p in synthesized.resources("AWS::SNS::TopicPolicy").values()
+                if topic_arn in resolve(p["Properties"]["Topics"])]
+    assert len(policies) <= 1, f"{topic_arn}: several topic policies overwrite each other"
+    return policies
+
+
 @pytest.mark.parametrize("name", SYNTHS)
-def test_every_alarm_action_can_publish_to_its_topic(name, request):
+def test_every_alarm_action_can_publish_to_its_topic_and_sns_can_encrypt_it(name, request):
     # Given every (alarm, ALARM/OK action, topic) of the synthesized template
     synthesized = request.getfixturevalue(name)
     resolve = resolver(synthesized)
@@ -76,44 +104,50 @@ def test_every_alarm_action_can_publish_to_its_topic(name, request):
 
     for alarm_id, kind, topic_id in notifications:
         topic_arn = resolve.ref(topic_id)
-        publish = alarm_publish(resolve, alarm_id, topic_arn)
-        # Then the topic policy, if the template sets one (it replaces SNS's default policy), lets
-        # CloudWatch publish for this alarm
-        policies = [p["Properties"]["PolicyDocument"] for p in synthesized.resources("AWS::SNS::TopicPolicy").values()
-                    if topic_arn in resolve(p["Properties"]["Topics"])]
-        assert len(policies) <= 1, f"{topic_id}: several topic policies overwrite each other"
-        for policy in policies:
-            assert allows(policy, Request(CLOUDWATCH, "sns:Publish", **publish), resolve, resource_policy=True), (
+        # When CloudWatch publishes for the alarm, the topic policy (if the template sets one: it
+        # replaces SNS's default policy) lets it
+        publish = Request(CLOUDWATCH, "sns:Publish", **alarm_publish(resolve, alarm_id, topic_arn))
+        for policy in topic_policies(synthesized, resolve, topic_arn):
+            assert allows(policy, publish, resolve, resource_policy=True), (
                 f"{alarm_id} {kind}: the policy of {topic_id} does not let CloudWatch publish")
-
-        # And the key that encrypts the topic lets CloudWatch use it for that alarm
-        key = synthesized.template["Resources"][topic_id]["Properties"].get("KmsMasterKeyId")
+        # And SNS's data-key calls to the topic's key, as documented, are allowed
+        key = topic_key(synthesized, resolve, topic_id)
         if key is None:
             continue
-        keys = by_resolved(synthesized, "AWS::KMS::Key", lambda k: resolve.get_att(k, "Arn"))
-        assert resolve(key) in keys, f"{topic_id} is encrypted with {key}: an AWS managed key refuses CloudWatch"
-        key_id = keys[resolve(key)]
-        key_policy = synthesized.template["Resources"][key_id]["Properties"]["KeyPolicy"]
+        key_arn, key_policy = key
         for action in TOPIC_KEY_ACTIONS:
-            use = Request(CLOUDWATCH, action, **(publish | {"resource": resolve(key)}))
-            assert allows(key_policy, use, resolve, resource_policy=True), f"{alarm_id}: {key_id} refuses {action}"
+            assert allows(key_policy, data_key_request(action, key_arn, topic_arn), resolve, resource_policy=True), (
+                f"{alarm_id}: the key of {topic_id} refuses {action}")
 
 
 @pytest.mark.parametrize("name", SYNTHS)
-def test_no_other_accounts_alarm_may_publish_or_use_the_key(name, request):
-    # Given the same paths, for an alarm of another account (the confused deputy)
+def test_the_topic_key_serves_its_topic_only_and_no_other_accounts_alarm_may_publish(name, request):
     synthesized = request.getfixturevalue(name)
     resolve = resolver(synthesized)
     for alarm_id, _, topic_id in alarm_notifications(synthesized):
         topic_arn = resolve.ref(topic_id)
-        foreign = alarm_publish(resolve, alarm_id, topic_arn, account=OTHER_ACCOUNT)
-        # Then neither the topic policy nor the key policy lets CloudWatch act for it
-        for policy in synthesized.resources("AWS::SNS::TopicPolicy").values():
-            document = policy["Properties"]["PolicyDocument"]
-            assert not allows(document, Request(CLOUDWATCH, "sns:Publish", **foreign), resolve, resource_policy=True)
-        for key_id, key in synthesized.resources("AWS::KMS::Key").items():
-            use = Request(CLOUDWATCH, "kms:Decrypt", **(foreign | {"resource": resolve.get_att(key_id, "Arn")}))
-            assert not allows(key["Properties"]["KeyPolicy"], use, resolve, resource_policy=True), key_id
+        # Given an alarm of another account (the confused deputy): the topic policy refuses its publish,
+        # so SNS never asks the key for it
+        foreign = Request(CLOUDWATCH, "sns:Publish", **alarm_publish(resolve, alarm_id, topic_arn, account=OTHER_ACCOUNT))
+        policies = topic_policies(synthesized, resolve, topic_arn)
+        assert policies and not any(allows(p, foreign, resolve, resource_policy=True) for p in policies)
+        # And the key refuses a data key for any other topic, of this account or another
+        key_arn, key_policy = topic_key(synthesized, resolve, topic_id)
+        for other_topic in (f"{topic_arn}-other", topic_arn.replace(f":{ACCOUNT}:", f":{OTHER_ACCOUNT}:")):
+            for action in TOPIC_KEY_ACTIONS:
+                use = data_key_request(action, key_arn, other_topic)
+                assert not allows(key_policy, use, resolve, resource_policy=True), (other_topic, action)
+
+
+def test_the_key_policy_conditions_cloudwatch_on_documented_keys_only(synth):
+    # Given the statements of every key policy that name CloudWatch's principal
+    for key_id, key in synth.resources("AWS::KMS::Key").items():
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+            if statement.get("Principal") != CLOUDWATCH:
+                continue
+            # Then each condition key is one AWS documents on the KMS calls SNS makes for it
+            keys = {k for entries in statement.get("Condition", {}).values() for k in entries}
+            assert keys == {SNS_TOPIC_CONTEXT}, (key_id, keys)
 
 
 # -- route -> integration -> Lambda permission ------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD as ALARM_THRESHOLD
+from synthesis import REPO_ROOT, synthesize
 from infra import deployment
 from infra.deployment import ONE_SHOT, REMEMBERED, UsageError, remember
 from infra.settings import Settings
@@ -158,3 +159,111 @@ def test_drill_turns_sends_enough_turns_to_fire_the_alarm_and_stops_on_an_error(
 
     with pytest.raises(UsageError, match="401"):
         deployment.drill_turns("https://api.example.com", "expired", lambda *_: (401, {"message": "Unauthorized"}))
+
+
+# -- concurrency: the worker's reservation, refused where the quota cannot hold it ---------------------
+
+
+class LambdaAccount:
+    def __init__(self, quota: int, reserved_elsewhere: int = 0, worker_reserved: int | None = None):
+        self.quota, self.reserved_elsewhere, self.worker_reserved = quota, reserved_elsewhere, worker_reserved
+
+    def get_account_settings(self):
+        unreserved = self.quota - self.reserved_elsewhere - (self.worker_reserved or 0)
+        return {"AccountLimit": {"ConcurrentExecutions": self.quota, "UnreservedConcurrentExecutions": unreserved}}
+
+    def get_function_concurrency(self, FunctionName):
+        return {"ReservedConcurrentExecutions": self.worker_reserved} if self.worker_reserved else {}
+
+
+def test_a_new_accounts_quota_of_10_deploys_without_a_reservation_and_refuses_one():
+    # Given a new account (10 concurrent executions, all unreserved)
+    account = LambdaAccount(quota=10)
+    # Then the default deploys, sharing the pool, and says so
+    assert "no reservation" in deployment.check_concurrency({}, account, None)
+    # And a reservation is refused before the deploy, with what to do
+    with pytest.raises(UsageError, match="at most 0 can be reserved.*L-B99A9384"):
+        deployment.check_concurrency({"workerReservedConcurrency": "5"}, account, None)
+
+
+def test_a_raised_quota_holds_a_reservation_up_to_100_left_unreserved():
+    account = LambdaAccount(quota=1000, reserved_elsewhere=850)
+    assert "50 reserved for the worker" in deployment.check_concurrency({"workerReservedConcurrency": "50"}, account, None)
+    with pytest.raises(UsageError, match="at most 50"):
+        deployment.check_concurrency({"workerReservedConcurrency": "51"}, account, None)
+    # The worker's own current reservation is given back before the new one is counted
+    redeploy = LambdaAccount(quota=1000, reserved_elsewhere=850, worker_reserved=50)
+    assert "50 reserved" in deployment.check_concurrency({"workerReservedConcurrency": "50"}, redeploy, "worker-fn")
+
+
+def test_make_deploy_checks_the_concurrency_before_deploying():
+    lines = make_dry_run("deploy")
+    (checking,) = [i for i, line in enumerate(lines) if "infra.deployment check-concurrency" in line]
+    (deploying,) = [i for i, line in enumerate(lines) if "cdk deploy" in line]
+    assert checking < deploying
+
+
+def test_the_reservation_reaches_the_worker_only(tmp_path):
+    synthesized = synthesize(tmp_path, workerReservedConcurrency="5")
+    assert synthesized.function("agent.worker.lambda_handler")["Properties"]["ReservedConcurrentExecutions"] == 5
+    for handler in ("agent.handler.lambda_handler", "compactor.handler.lambda_handler"):
+        assert "ReservedConcurrentExecutions" not in synthesized.function(handler)["Properties"]
+
+
+# -- make alarm-check: each alarm to ALARM, then its history -------------------------------------------
+
+
+class CloudWatch:
+    """Alarms whose actions succeed or fail as given; SetAlarmState runs them on a change of state."""
+
+    def __init__(self, alarms: dict[str, tuple[str, bool]]):
+        self.alarms = {name: {"AlarmName": name, "StateValue": state, "ok": ok} for name, (state, ok) in alarms.items()}
+        self.history: dict[str, list[dict]] = {name: [] for name in alarms}
+        self.set: list[tuple[str, str]] = []
+
+    def get_paginator(self, operation):
+        assert operation == "describe_alarms"
+        cloudwatch = self
+
+        class Paginator:
+            def paginate(self, AlarmNamePrefix):
+                yield {"MetricAlarms": [dict(a) for n, a in cloudwatch.alarms.items() if n.startswith(AlarmNamePrefix)]}
+
+        return Paginator()
+
+    def set_alarm_state(self, AlarmName, StateValue, StateReason):
+        alarm = self.alarms[AlarmName]
+        self.set.append((AlarmName, StateValue))
+        if alarm["StateValue"] != StateValue:
+            summary = ("Successfully executed action arn:aws:sns:eu-west-1:111122223333:alarms" if alarm["ok"] else
+                       "Failed to execute action arn:aws:sns:eu-west-1:111122223333:alarms. Received error: "
+                       '"CloudWatch Alarms does not have authorization to access the SNS topic encryption key."')
+            self.history[AlarmName].append({"HistorySummary": summary})
+        alarm["StateValue"] = StateValue
+
+    def describe_alarm_history(self, AlarmName, HistoryItemType, StartDate, ScanBy):
+        assert HistoryItemType == "Action"
+        return {"AlarmHistoryItems": self.history[AlarmName]}
+
+
+def test_alarm_check_sets_every_alarm_to_alarm_and_reports_each_actions_outcome():
+    # Given the stack's alarms, one already in ALARM, one whose action fails, and another stack's alarm
+    cloudwatch = CloudWatch({"DurableAgentMemory-a": ("OK", True), "DurableAgentMemory-b": ("ALARM", True),
+                             "DurableAgentMemory-c": ("INSUFFICIENT_DATA", False), "Other-x": ("OK", True)})
+    # When the check runs
+    outcomes = deployment.alarm_check(cloudwatch, sleep=lambda _: None)
+    # Then every alarm of the stack went to ALARM (the one in ALARM through OK), and no other
+    assert [s for s in cloudwatch.set if s[1] == "ALARM"] == [(f"DurableAgentMemory-{n}", "ALARM") for n in "abc"]
+    assert ("DurableAgentMemory-b", "OK") in cloudwatch.set
+    # And each outcome is the history's own words: the failure says why
+    assert outcomes["DurableAgentMemory-a"].startswith("Successfully executed action")
+    assert "encryption key" in outcomes["DurableAgentMemory-c"]
+    assert "Other-x" not in outcomes
+
+
+def test_alarm_check_reports_an_alarm_whose_action_never_ran():
+    cloudwatch = CloudWatch({"DurableAgentMemory-a": ("OK", True)})
+    cloudwatch.set_alarm_state = lambda **_: None  # an alarm without actions: nothing reaches the history
+    now = iter(range(1000))
+    assert deployment.alarm_check(cloudwatch, sleep=lambda _: None, clock=lambda: next(now), wait_seconds=3) == {
+        "DurableAgentMemory-a": "no action ran"}

@@ -10,8 +10,6 @@ from cfnlint.api import lint
 EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-DDB3",
     "AwsSolutions-IAM5[Resource::*]",
-    # The API Lambda invokes the worker function, any version (grant_invoke's `<arn>:*`).
-    "AwsSolutions-IAM5[Resource::<WorkerFunctionAF8A26AF.Arn>:*]",
     "AwsSolutions-SMG4",
     "AwsSolutions-SQS3",
     "AwsSolutions-COG2",

@@ -1,11 +1,13 @@
 """The agent function: runtime, budget, logging, tracing, SnapStart alias and its environment."""
 
+import json
 import time
 
 import aws_cdk.aws_lambda as lambda_
-from synthesis import REPO_ROOT
+from synthesis import REPO_ROOT, alias_of
 
 from agent.config import Settings
+from agent.snapstart import KEEP_ALIVE_EVENT
 from infra import agent_function
 from infra.settings import Settings as DeploySettings
 
@@ -49,6 +51,16 @@ def test_whole_turn_budget_fits_inside_the_api_integration_timeout(synth):
     assert integration["TimeoutInMillis"] == 29_000
     assert function["Timeout"] * 1000 < integration["TimeoutInMillis"] <= 30_000
     assert function["MemorySize"] == agent_function.MEMORY_SIZE_MB
+    # Everything before the model, counted from the request's entry, fails before the model's deadline
+    assert budget.PRE_MODEL_SECONDS < budget.SYNC_MODEL_SECONDS
+    # And each of those steps fails within its share: attempts x (connect + read), plus <= 1 s of backoff
+    from agent import providers
+    from memory import client
+
+    assert providers.SECRET_ATTEMPTS * (providers.SECRET_CONNECT_SECONDS + providers.SECRET_READ_SECONDS) + 1 \
+        <= budget.SECRET_READ_SECONDS
+    assert client.MAX_ATTEMPTS * (client.CONNECT_TIMEOUT_SECONDS + client.READ_TIMEOUT_SECONDS) + 1 \
+        <= min(budget.MEMORY_READ_SECONDS, budget.MEMORY_WRITE_SECONDS)
 
 
 def test_logs_are_json_into_a_log_group_with_retention_and_tracing_is_active(synth):
@@ -62,19 +74,30 @@ def test_logs_are_json_into_a_log_group_with_retention_and_tracing_is_active(syn
     assert function["TracingConfig"] == {"Mode": "Active"}
 
 
-def test_snapstart_applies_to_published_versions_and_the_api_invokes_the_alias(synth):
-    function = synth.function()["Properties"]
-    version_id, version = next(iter(synth.resources("AWS::Lambda::Version").items()))
-    alias_id, alias = next(iter(synth.resources("AWS::Lambda::Alias").items()))
+def test_snapstart_applies_to_published_versions_and_each_function_is_invoked_through_its_alias(synth):
     integration = synth.one("AWS::ApiGatewayV2::Integration")["Properties"]
-
-    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
-    assert alias["Properties"]["Name"] == "live"
-    assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
-    assert version["DeletionPolicy"] == "Delete"  # an old version's snapshot is not kept cached
-    assert integration["IntegrationUri"] == {"Ref": alias_id}
+    agent_alias = alias_of(synth, "agent.handler.lambda_handler")[0]
+    for handler in ("agent.handler.lambda_handler", "agent.worker.lambda_handler"):
+        alias_id, alias, version = alias_of(synth, handler)
+        assert synth.function(handler)["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+        assert alias["Properties"]["Name"] == "live"
+        assert version["DeletionPolicy"] == "Delete"  # an old version's snapshot is not kept cached
+    assert "SnapStart" not in synth.function("compactor.handler.lambda_handler")["Properties"]
+    assert integration["IntegrationUri"] == {"Ref": agent_alias}
     for permission in synth.resources("AWS::Lambda::Permission").values():
-        assert permission["Properties"]["FunctionName"] == {"Ref": alias_id}
+        assert permission["Properties"]["FunctionName"] == {"Ref": agent_alias}
+
+
+def test_a_schedule_keeps_each_snapstart_alias_active(synth):
+    # Given the schedules of the template
+    schedules = [s["Properties"] for s in synth.resources("AWS::Scheduler::Schedule").values()]
+    # Then each SnapStart alias is invoked with the keep-alive event well within 14 days
+    aliases = {alias_of(synth, h)[0] for h in ("agent.handler.lambda_handler", "agent.worker.lambda_handler")}
+    assert {s["Target"]["Arn"]["Ref"] for s in schedules} == aliases
+    for schedule in schedules:
+        assert schedule["State"] == "ENABLED" and schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+        assert schedule["ScheduleExpression"] == "rate(1 day)"
+        assert json.loads(schedule["Target"]["Input"]) == KEEP_ALIVE_EVENT
 
 
 def test_environment_is_what_the_code_reads_at_cold_start(synth):

@@ -1,126 +1,114 @@
-"""Least privilege: the agent touches its own two tables, its own secret or model."""
+"""Least privilege: each function's role holds exactly what its code (or Lambda, for it) calls.
 
-import re
-from pathlib import Path
+The DynamoDB actions come from one tuple per function (infra/tables.py); what the code really calls
+is recorded against those same tuples in tests/integration/test_exact_grants.py."""
 
-from infra.tables import COMPACTION_ACTIONS, TABLE_DATA_ACTIONS
+from infra.tables import API_TABLE_ACTIONS, COMPACTOR_TABLE_ACTIONS, WORKER_TABLE_ACTIONS
 from synthesis import AGENT_HANDLER, COMPACTOR_HANDLER, as_list, role_id, statement_for, statements
 
-FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+WORKER_HANDLER = "agent.worker.lambda_handler"
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
-
-# The IAM actions each DynamoDB API call of the memory library needs.
-OPERATION_ACTIONS = {
-    "get_item": {"dynamodb:GetItem"},
-    "put_item": {"dynamodb:PutItem"},
-    "update_item": {"dynamodb:UpdateItem"},
-    "delete_item": {"dynamodb:DeleteItem"},
-    "query": {"dynamodb:Query"},
-    "batch_get_item": {"dynamodb:BatchGetItem"},
-    "batch_write_item": {"dynamodb:BatchWriteItem"},
-    # A transaction is authorised item by item, by the actions of the items it holds.
-    "transact_write_items": {
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:ConditionCheckItem",
-    },
-    "transact_get_items": {"dynamodb:GetItem"},
-}
+LOG_WRITES = ("logs:CreateLogStream", "logs:PutLogEvents")
+# Active tracing: these two take no resource-level permission.
+XRAY = ("xray:PutTelemetryRecords", "xray:PutTraceSegments")
+# What CDK grants for an SQS on-failure destination (Lambda sends with the function's role).
+DEAD_LETTER_SENDS = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage")
+STREAM_READS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
 
 
-def test_table_actions_are_scoped_to_the_two_table_arns(synth):
-    statement = statement_for(synth, "dynamodb:PutItem")
-
-    assert sorted(as_list(statement["Action"])) == sorted(TABLE_DATA_ACTIONS)
-    assert sorted(r["Fn::GetAtt"][0] for r in statement["Resource"]) == sorted(
-        [synth.output_ref("SessionsTableName"), synth.output_ref("LongTermTableName")]
-    )
-    assert all(r["Fn::GetAtt"][1] == "Arn" for r in statement["Resource"])
-
-
-def test_no_index_is_granted_every_read_is_keyed_on_the_tables(synth):
-    assert not any("/index/" in str(s["Resource"]) for s in statements(synth))
+def grants(synth, handler: str) -> dict[str, list]:
+    """Action -> the resources it is granted on, over every Allow of the role's policy."""
+    granted: dict[str, list] = {}
+    for statement in statements(synth, handler):
+        assert statement["Effect"] == "Allow" and "Condition" not in statement
+        for action in as_list(statement["Action"]):
+            granted.setdefault(action, []).extend(as_list(statement["Resource"]))
+    return granted
 
 
-def test_the_secret_is_read_only_and_only_the_stacks_own(synth):
-    statement = statement_for(synth, "secretsmanager:GetSecretValue")
-
-    assert sorted(statement["Action"]) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
-    assert statement["Resource"] == {"Ref": synth.output_ref("AnthropicApiKeySecretArn")}
-    assert not any("bedrock:InvokeModel" in as_list(s["Action"]) for s in statements(synth))
+def get_att(logical_id: str, attribute: str = "Arn") -> dict:
+    return {"Fn::GetAtt": [logical_id, attribute]}
 
 
-def test_bedrock_variant_may_invoke_only_the_configured_model(variant):
+def logical_id(synth, resource_type: str, prefix: str) -> str:
+    (found,) = [k for k in synth.resources(resource_type) if k.startswith(prefix)]
+    return found
+
+
+def expected(synth, handler: str, table_actions: tuple[str, ...], *, tables: list[str], extra: dict) -> dict:
+    """The grants a function of this stack needs: its logs, X-Ray, its table actions, its model's key."""
+    log_group = synth.function(handler)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    needed = {action: [get_att(log_group)] for action in LOG_WRITES}
+    needed |= {action: ["*"] for action in XRAY}
+    needed |= {action: [get_att(t) for t in tables] for action in table_actions}
+    needed["secretsmanager:GetSecretValue"] = [{"Ref": synth.output_ref("AnthropicApiKeySecretArn")}]
+    return needed | extra
+
+
+def sorted_grants(granted: dict) -> dict:
+    return {action: sorted(map(str, resources)) for action, resources in sorted(granted.items())}
+
+
+def test_each_role_holds_exactly_what_its_function_calls(synth):
+    # Given the template's tables, queues and the worker's alias
+    sessions, long_term = synth.output_ref("SessionsTableName"), synth.output_ref("LongTermTableName")
+    both = sorted([long_term, sessions])
+    worker_alias = logical_id(synth, "AWS::Lambda::Alias", "Worker")
+    worker_dead_letters = logical_id(synth, "AWS::SQS::Queue", "WorkerDeadLetters")
+    compactor_dead_letters = logical_id(synth, "AWS::SQS::Queue", "CompactorDeadLetters")
+    roles = {
+        # The API invokes the worker's alias only: not $LATEST, not another version.
+        AGENT_HANDLER: expected(synth, AGENT_HANDLER, API_TABLE_ACTIONS, tables=both, extra={
+            "lambda:InvokeFunction": [{"Ref": worker_alias}]}),
+        WORKER_HANDLER: expected(synth, WORKER_HANDLER, WORKER_TABLE_ACTIONS, tables=both, extra={
+            action: [get_att(worker_dead_letters)] for action in DEAD_LETTER_SENDS}),
+        COMPACTOR_HANDLER: expected(synth, COMPACTOR_HANDLER, COMPACTOR_TABLE_ACTIONS, tables=[sessions], extra={
+            **{action: [get_att(compactor_dead_letters)] for action in DEAD_LETTER_SENDS},
+            **{action: [get_att(sessions, "StreamArn")] for action in STREAM_READS},
+            "dynamodb:ListStreams": ["*"]}),
+    }
+    for handler, needed in roles.items():
+        # Then its role's policy grants exactly that: nothing missing, nothing more
+        assert sorted_grants(grants(synth, handler)) == sorted_grants(needed), handler
+        role = synth.template["Resources"][role_id(synth, handler)]["Properties"]
+        assert "ManagedPolicyArns" not in role and "Policies" not in role, handler
+
+
+def test_the_bedrock_variant_may_invoke_only_the_configured_model(variant):
     statement = statement_for(variant, "bedrock:InvokeModel")
     profile = f"global.{MODEL}"
 
     assert statement["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
     assert statement["Resource"] == [
         # the inference profile, in this stack's region and account
-        {
-            "Fn::Join": [
-                "",
-                [
-                    "arn:",
-                    {"Ref": "AWS::Partition"},
-                    ":bedrock:",
-                    {"Ref": "AWS::Region"},
-                    ":",
-                    {"Ref": "AWS::AccountId"},
-                    f":inference-profile/{profile}",
-                ],
-            ]
-        },
+        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":bedrock:", {"Ref": "AWS::Region"}, ":",
+                           {"Ref": "AWS::AccountId"}, f":inference-profile/{profile}"]]},
         # the one model it routes to, in whichever region the profile picks
-        {
-            "Fn::Join": [
-                "",
-                ["arn:", {"Ref": "AWS::Partition"}, f":bedrock:*::foundation-model/{MODEL}"],
-            ]
-        },
+        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":bedrock:*::foundation-model/{MODEL}"]]},
     ]
-    assert not any(s for s in statements(variant) if "secretsmanager:GetSecretValue" in as_list(s["Action"]))
+    for handler in (AGENT_HANDLER, WORKER_HANDLER):
+        assert not any("secretsmanager" in str(s["Action"]) for s in statements(variant, handler))
 
 
-def test_only_xray_and_list_streams_have_a_wildcard_resource_and_no_managed_policy_is_attached(synth, variant):
-    xray = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+def test_only_xray_and_list_streams_have_a_wildcard_resource(synth, variant):
     for template, handler, wildcard_actions in (
-        (synth, AGENT_HANDLER, xray),
-        (synth, COMPACTOR_HANDLER, sorted(["dynamodb:ListStreams", *xray])),
-        (variant, AGENT_HANDLER, xray),
+        (synth, AGENT_HANDLER, list(XRAY)),
+        (synth, WORKER_HANDLER, list(XRAY)),
+        (synth, COMPACTOR_HANDLER, sorted(["dynamodb:ListStreams", *XRAY])),
+        (variant, AGENT_HANDLER, list(XRAY)),
     ):
         wildcard = [s for s in statements(template, handler) if s["Resource"] == "*"]
         assert [sorted(s["Action"]) for s in wildcard] == [wildcard_actions]
-        role = template.template["Resources"][role_id(template, handler)]
-        assert "ManagedPolicyArns" not in role["Properties"]
 
 
-def test_the_compactor_reads_the_sessions_stream_and_writes_summaries_to_that_table_only(synth):
-    sessions = synth.output_ref("SessionsTableName")
-    data = statement_for(synth, "dynamodb:PutItem", COMPACTOR_HANDLER)
-    stream = statement_for(synth, "dynamodb:GetRecords", COMPACTOR_HANDLER)
-
-    assert sorted(as_list(data["Action"])) == sorted(COMPACTION_ACTIONS)
-    assert data["Resource"] == {"Fn::GetAtt": [sessions, "Arn"]}
-    assert stream["Resource"] == {"Fn::GetAtt": [sessions, "StreamArn"]}
-    assert not any("dynamodb" in str(s["Action"]) and "LongTerm" in str(s["Resource"])
-                   for s in statements(synth, COMPACTOR_HANDLER))
-
-
-def test_every_dynamodb_call_of_the_code_is_granted():
-    # Given every DynamoDB client call in the Lambdas' code (memory library, idempotency records); not
-    # memory/tables.py, the control-plane helper that creates tables for laptops and tests (no function
-    # calls it: the stack creates the tables)
-    calls = set()
-    memory = [source for source in (FUNCTIONS_DIR / "memory").rglob("*.py") if source.name != "tables.py"]
-    for source in [*memory, FUNCTIONS_DIR / "agent" / "idempotency.py"]:
-        calls |= set(re.findall(r"client\.(\w+)\(", source.read_text()))
-    assert calls, "no DynamoDB call found: has the memory library moved?"
-
-    # Then the stack grants on the tables exactly the actions those calls need: none missing, none unused
-    unknown = calls - set(OPERATION_ACTIONS)
-    assert not unknown, f"add the IAM actions of {unknown} to OPERATION_ACTIONS and the grant"
-    needed = set().union(*(OPERATION_ACTIONS[c] for c in calls))
-    assert needed <= set(TABLE_DATA_ACTIONS), f"not granted: {needed - set(TABLE_DATA_ACTIONS)}"
-    assert set(TABLE_DATA_ACTIONS) <= needed, f"granted but never called: {set(TABLE_DATA_ACTIONS) - needed}"
+def test_the_keep_alive_schedules_may_invoke_their_alias_only(synth):
+    aliases = {k for k in synth.resources("AWS::Lambda::Alias")}
+    schedules = synth.resources("AWS::Scheduler::Schedule").values()
+    assert {s["Properties"]["Target"]["Arn"]["Ref"] for s in schedules} == aliases
+    for schedule in schedules:
+        target = schedule["Properties"]["Target"]
+        role = target["RoleArn"]["Fn::GetAtt"][0]
+        (policy,) = [p for p in synth.resources("AWS::IAM::Policy").values()
+                     if p["Properties"]["Roles"] == [{"Ref": role}]]
+        assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+            {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": target["Arn"]}]

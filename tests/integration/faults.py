@@ -91,6 +91,23 @@ def failing(client, operation: str, fault, *, table: str | None = None, times: i
         client.meta.events.unregister(event, answer)
 
 
+@contextlib.contextmanager
+def hanging(client, operation: str, url: str, *, when=lambda body: True):
+    """`operation` calls of `client` whose body satisfies `when` are sent to `url` instead, a socket
+    that never answers (`unresponsive_endpoint`): only the client's own timeouts and attempts end them."""
+
+    def redirect(request, **_):
+        if when(request.body):
+            request.url = url
+
+    event = f"before-send.dynamodb.{operation}"
+    client.meta.events.register(event, redirect)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, redirect)
+
+
 def _tables(body: dict) -> set[str]:
     """The tables a request touches: its own, or its transaction items'."""
     items = body.get("TransactItems", [])

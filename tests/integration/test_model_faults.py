@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from agent import turn as turn_module
 from agent.providers import MODEL_MAX_ATTEMPTS, AnthropicModel
 from client import as_user, say
 from fakes import Failure, SlowModelAPI, Text, words
@@ -89,9 +88,9 @@ def test_model_faults_are_retried_within_the_budget_then_answered_clearly(
     reliability("Model faults", f"Anthropic: {name}", f"{outcome}; {requests} request(s) made" + ("; nothing stored" if code else ""))
 
 
-def test_a_model_that_never_answers_ends_within_the_budget(api, user, fake_api, monkeypatch, reliability):
-    # Given a short model budget and a Messages API that never answers
-    monkeypatch.setattr(turn_module, "SYNC_MODEL_SECONDS", TEST_MODEL_BUDGET_SECONDS)
+def test_a_model_that_never_answers_ends_within_the_budget(api, user, handler, fake_api, monkeypatch, reliability):
+    # Given a short model budget (the handler's, from the request's entry) and a Messages API that never answers
+    monkeypatch.setattr(handler, "SYNC_MODEL_SECONDS", TEST_MODEL_BUDGET_SECONDS)
     fake_api.script = [HANG]
     # When a turn is sent
     started = time.monotonic()

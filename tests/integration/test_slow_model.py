@@ -8,6 +8,7 @@ import pytest
 
 from agent import providers
 from agent import turn as turn_module
+from agent.providers import AnthropicModel, BedrockModel
 from agent.turn import CUT_OFF_TEXT
 from client import as_user, say
 from fake_model import FAST, attach
@@ -51,8 +52,8 @@ def test_a_1000_token_answer_at_a_real_models_pace_comes_back_whole_from_one_req
 def test_a_stall_mid_answer_ends_at_the_deadline_with_what_was_written(
     api, user, handler, monkeypatch, reliability, provider
 ):
-    # Given a short turn deadline and a model that writes 100 tokens, then stalls for good
-    monkeypatch.setattr(turn_module, "SYNC_MODEL_SECONDS", SHORT_DEADLINE_SECONDS)
+    # Given a short turn deadline (the handler's, from the request's entry) and a model that writes 100 tokens, then stalls for good
+    monkeypatch.setattr(handler, "SYNC_MODEL_SECONDS", SHORT_DEADLINE_SECONDS)
     with SlowModelAPI(**FAST) as fake:
         attach(handler, monkeypatch, fake, provider)
         fake.script = [Text(1000, stall_after=100)]
@@ -106,7 +107,7 @@ def test_tool_rounds_work_on_the_streamed_api(api, user, handler, monkeypatch, r
 
 def test_a_deadline_between_tool_rounds_stores_a_well_formed_truncated_turn(api, user, handler, monkeypatch, reliability):
     # Given a tool round that uses up the turn's deadline before the final answer starts
-    monkeypatch.setattr(turn_module, "SYNC_MODEL_SECONDS", SHORT_DEADLINE_SECONDS)
+    monkeypatch.setattr(handler, "SYNC_MODEL_SECONDS", SHORT_DEADLINE_SECONDS)
     with SlowModelAPI(first_token_seconds=SHORT_DEADLINE_SECONDS - 1, tokens_per_second=600) as fake:
         attach(handler, monkeypatch, fake, "anthropic")
         fake.script = [ToolCall("remember", {"key": "colour", "value": "teal"}), Text(50)]

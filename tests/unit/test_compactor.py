@@ -3,13 +3,18 @@
 import importlib
 import os
 
+import boto3
+
 from aws_lambda_powertools import Logger
 
 from agent.providers import ModelError
 from agent.turn import run_turn
 from compactor.logic import COMPACTED, NOT_DUE, SUPERSEDED, Compactor, process
+from dynamodb_actions import recorded_actions
 from fakes import ScriptedModel, captured_logs, text
-from infra.tables import COMPACTION_ACTIONS
+from infra.tables import COMPACTOR_TABLE_ACTIONS
+from memory.client import DYNAMODB_CONFIG
+from memory.conversation import ConversationStore
 from memory.keys import SUMMARY_SK, TURN_PREFIX, session_key
 from memory.turns import Turn, Usage
 from memory.window import CHARS_PER_TOKEN, WindowPolicy
@@ -239,12 +244,12 @@ def test_the_lambda_handler_compacts_from_a_stream_event(dynamodb, monkeypatch):
     monkeypatch.setitem(os.environ, "MEMORY_COMPACTION_TRIGGER_TURNS", str(TRIGGER))
     monkeypatch.setitem(os.environ, "AGENT_MODEL_PROVIDER", "offline")
     handler = importlib.reload(importlib.import_module("compactor.handler"))
-    stored_turns(handler.conversations, TRIGGER)
+    stored_turns(handler.conversations(), TRIGGER)
     # When the stream delivers the newest turn
     response = handler.lambda_handler({"Records": [record("s1", f"{TRIGGER:013d}-0000")]}, LambdaContext())
     # Then the offline model's summary is stored
     assert response == {"batchItemFailures": []}
-    summary, _ = handler.conversations.load_window("u1", "s1", limit=20)
+    summary, _ = handler.conversations().load_window("u1", "s1", limit=20)
     assert summary.text.startswith("[offline model]") and summary.covered_turns == KEEP
 
 
@@ -256,18 +261,26 @@ class LambdaContext:
 
 
 
-def test_the_compactor_needs_no_dynamodb_action_beyond_its_grant(conversations, dynamodb):
-    # Given every DynamoDB call of a compaction, recorded as IAM actions (a transaction by its items)
+def test_the_compactor_calls_exactly_its_grant(conversations, dynamodb, monkeypatch):
+    # Given every DynamoDB call of two compactions, recorded as IAM actions (a transaction by its
+    # items): one plain, one whose session another instance erases just as its summary lands
     stored_turns(conversations, TRIGGER)
-    actions = set()
+    stored_turns(conversations, TRIGGER, session="s2")
+    other = ConversationStore(client=boto3.client("dynamodb", config=DYNAMODB_CONFIG), table_name="sessions",
+                              ttl_days=30)
+    check = conversations.registry.check
 
-    def record_actions(params, model, **_):
-        items = params.get("TransactItems")
-        kinds = {kind for item in items for kind in item} if items else {model.name}
-        actions.update(f"dynamodb:{ {'Put': 'PutItem', 'Update': 'UpdateItem', 'ConditionCheck': 'ConditionCheckItem'}.get(k, k)}" for k in kinds)
+    def erased_meanwhile(user_id, session_id, fence):
+        if session_id == "s2":
+            other.delete(user_id, session_id)
+        check(user_id, session_id, fence)
 
-    dynamodb.meta.events.register("before-parameter-build.dynamodb", record_actions)
-    # When it compacts a session
-    assert compactor(conversations).compact("u1", "s1") == COMPACTED
-    # Then the stack's compactor grant (infra/tables.py) covers them all
-    assert actions and actions <= set(COMPACTION_ACTIONS), actions
+    monkeypatch.setattr(conversations.registry, "check", erased_meanwhile)
+    with recorded_actions(dynamodb) as actions:
+        # When it compacts both
+        assert compactor(conversations).compact("u1", "s1") == COMPACTED
+        assert compactor(conversations).compact("u1", "s2") == SUPERSEDED
+    # Then the second removed its summary again, and the calls are exactly the compactor's grant
+    assert other.registry.fence("u1", "s2") is None
+    assert [i for i in dynamodb.scan(TableName="sessions")["Items"] if i["pk"]["S"] == session_key("u1", "s2")] == []
+    assert actions == set(COMPACTOR_TABLE_ACTIONS), actions
