@@ -1,5 +1,9 @@
 """Integration tests talk to AWS's DynamoDB Local over HTTP, through the local stack.
 
+Every client reaches DynamoDB Local through local.strict_dynamodb, which cancels conflicting
+transactions as DynamoDB does (DynamoDB Local alone never does): the tests in this process, the
+local server's worker processes and the instances of instances.py are judged by the same proxy.
+
 `api` and `base_url` are the local stack as `make dev` runs it: gunicorn with several worker
 processes (Lambda instances), so concurrent requests race as in production. A test that reaches
 into the handler in this process (the `handler` fixture: fault injection, scripted models) cannot
@@ -17,6 +21,7 @@ import pytest
 
 from local.dynamodb import ROOT, embedded_dynamodb, free_port
 from local.server import configure, make_server
+from local.strict_dynamodb import strict_dynamodb
 from local.tables import control_plane_client, ensure_tables
 from memory.client import dynamodb_client
 from memory.conversation import registry_key, session_key
@@ -29,9 +34,15 @@ SERVER_START_SECONDS = 60
 
 
 @pytest.fixture(scope="session")
-def dynamodb_endpoint():
-    with embedded_dynamodb(port=free_port(), data_dir=None) as (endpoint, _):
-        yield endpoint
+def strict_proxy():
+    """DynamoDB Local behind the strict proxy: `endpoint` is the proxy, `upstream` DynamoDB Local."""
+    with embedded_dynamodb(port=free_port(), data_dir=None) as (upstream, _), strict_dynamodb(upstream) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(strict_proxy):
+    return strict_proxy.endpoint
 
 
 @pytest.fixture(scope="session")
