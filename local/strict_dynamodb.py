@@ -21,7 +21,8 @@ from the moment it arrives until it answers, and it answers no sooner than its h
 arrived: a transaction takes tens of milliseconds on the real service (STRICT_DYNAMODB_TRANSACTION_MS,
 20), a single write a few (STRICT_DYNAMODB_WRITE_MS, 5). Clients reach it through
 AWS_ENDPOINT_URL_DYNAMODB, so one proxy judges the writes of every process that uses it. Everything
-else (reads, PartiQL, the control plane) is forwarded untouched."""
+else (reads, PartiQL, the control plane) is forwarded untouched. What it refused, per operation, is
+`refusals()` in its own process and GET /strict-dynamodb/refusals (JSON) from any other."""
 
 import collections
 import contextlib
@@ -40,6 +41,7 @@ WRITE_MS = float(os.environ.get("STRICT_DYNAMODB_WRITE_MS", "5"))
 TARGET_PREFIX = "DynamoDB_20120810."
 ERROR_TYPE_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 ONGOING = "Transaction is ongoing for the item"
+REFUSALS_PATH = "/strict-dynamodb/refusals"
 SINGLE_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 # Who holds an item, and which holders each operation is refused by.
 TRANSACTION, WRITE = "transaction", "write"
@@ -180,7 +182,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(*self.server.strict.answer(self.headers, body, self._forward))
 
     def do_GET(self):
-        self._send(*self._forward(b"", self.headers))
+        if self.path == REFUSALS_PATH:
+            body = json.dumps(self.server.strict.refusals()).encode()
+            self._send(200, [("Content-Type", "application/json")], body)
+        else:
+            self._send(*self._forward(b"", self.headers))
 
     def _forward(self, body: bytes, headers) -> tuple[int, list, bytes]:
         # A kept-alive connection DynamoDB Local closed while idle fails on first use: one new try.

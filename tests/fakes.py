@@ -89,7 +89,8 @@ class Failure:
 
 class SlowModelAPI:
     """A model API on 127.0.0.1 as slow as a real one: the time to the first token and the tokens per
-    second are set per instance, every token is its own stream event, and `requests` counts calls.
+    second are set per instance, every token is its own stream event, `requests` counts calls and
+    `open_streams` the answers being streamed now (a client that stops reading ends its stream).
 
     - Anthropic's Messages API, POST /v1/messages: streamed as server-sent events (message_start,
       ping, content_block_start/delta/stop, message_delta, message_stop) when the body asks for
@@ -104,6 +105,7 @@ class SlowModelAPI:
         self.tokens_per_second = tokens_per_second
         self.script: list = [Text(20)]
         self.requests = 0
+        self.open_streams = 0
         self.bodies: list[dict] = []
         self.release = threading.Event()  # ends every stall
         self._lock = threading.Lock()
@@ -129,7 +131,9 @@ class SlowModelAPI:
                     self._send(200, {"content-type": content_type, "transfer-encoding": "chunked",
                                      "x-amzn-bedrock-content-type": "application/json"})
                     encode = chunk_frame if bedrock else sse
-                    if api._pace(answer, events, lambda event: self.wfile.write(http_chunk(encode(event)))):
+                    with api._streaming():
+                        whole = api._pace(answer, events, lambda event: self.wfile.write(http_chunk(encode(event))))
+                    if whole:
                         self.wfile.write(b"0\r\n\r\n")
                     else:
                         self.close_connection = True
@@ -174,6 +178,16 @@ class SlowModelAPI:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+    @contextlib.contextmanager
+    def _streaming(self):
+        with self._lock:
+            self.open_streams += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.open_streams -= 1
 
     def _events(self, answer, request: dict) -> list[dict]:
         usage = {"input_tokens": len(json.dumps(request)) // 4, "output_tokens": 1}

@@ -9,10 +9,12 @@ processes (Lambda instances), so concurrent requests race as in production. A te
 into the handler in this process (the `handler` fixture: fault injection, scripted models) cannot
 reach those processes: its `api` and `base_url` are one "instance" in this process instead."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -60,11 +62,15 @@ def handler(tables):
 
 
 def start_server(env: dict, port: int) -> subprocess.Popen:
-    """`python -m local.server` (what `make dev` runs) on `port`, up and answering /health."""
+    """`python -m local.server` (what `make dev` runs) on `port`, up and answering /health. Its console
+    is read as it is written, into `process.console`: a full pipe would stall the server."""
     process = subprocess.Popen(
         [sys.executable, "-m", "local.server"], cwd=ROOT, env=env | {"PORT": str(port)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    process.console = []
+    process.reader = threading.Thread(target=lambda: process.console.extend(iter(process.stdout.readline, "")))
+    process.reader.start()
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -73,30 +79,40 @@ def start_server(env: dict, port: int) -> subprocess.Popen:
         except httpx.TransportError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"the local server did not start: {process.stdout.read()[-2000:]}")
+    process.reader.join()
+    raise RuntimeError(f"the local server did not start: {''.join(process.console)[-2000:]}")
 
 
-def stop_server(process: subprocess.Popen) -> str:
-    """SIGTERM, as a process manager sends it; returns the console output."""
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    return output
+def stop_server(process: subprocess.Popen, stop: signal.Signals = signal.SIGTERM) -> str:
+    """SIGTERM (as a process manager sends it) or `stop`; returns the console output."""
+    process.send_signal(stop)
+    process.wait(timeout=30)
+    process.reader.join()
+    return "".join(process.console)
+
+
+@contextlib.contextmanager
+def local_server(dynamodb_endpoint: str, workers: int, **env: str):
+    """The local server on the test tables with `workers` worker processes and `env` on top; yields
+    its process: `url` to call, `console` (whole once the block is left)."""
+    port = free_port()
+    process = start_server(os.environ | STACK_ENV | {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+                                                     "LOCAL_WORKERS": str(workers), "PYTHONPATH": "functions:."} | env, port)
+    process.url = f"http://127.0.0.1:{port}"
+    try:
+        yield process
+    finally:
+        stop_server(process)
 
 
 @pytest.fixture(scope="session")
 def server_url(tables, dynamodb_endpoint):
-    env = os.environ | STACK_ENV | {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
-                                    "LOCAL_WORKERS": str(SERVER_WORKERS), "PYTHONPATH": "functions:."}
-    port = free_port()
-    process = start_server(env, port)
-    yield f"http://127.0.0.1:{port}"
-    stop_server(process)
+    with local_server(dynamodb_endpoint, SERVER_WORKERS) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
 def in_process_url(handler):
-    import threading
-
     server = make_server(handler.lambda_handler, free_port())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

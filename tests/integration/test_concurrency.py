@@ -18,15 +18,16 @@ from conftest import as_user
 CONCURRENT_TURNS = 32
 
 
-def send_all(base_url: str, user: str, targets: list[tuple[str, str]]) -> list[httpx.Response]:
-    """POSTs every (session, message) at once: the threads start together behind a barrier."""
+def send_all(base_url: str, user: str, targets: list[tuple[str, str]], headers: dict | None = None) -> list[httpx.Response]:
+    """POSTs every (session, message) at once (with `headers`): the threads start together behind a barrier."""
     barrier = threading.Barrier(len(targets))
 
     def send(target):
         session, message = target
         with httpx.Client(base_url=base_url, timeout=60) as client:
             barrier.wait()
-            return client.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user))
+            return client.post(f"/sessions/{session}/messages", json={"message": message},
+                               headers=as_user(user) | (headers or {}))
 
     with ThreadPoolExecutor(len(targets)) as pool:
         return list(pool.map(send, targets))
