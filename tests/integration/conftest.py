@@ -33,6 +33,8 @@ STACK_ENV = {"SESSIONS_TABLE_NAME": SESSIONS_TABLE, "LONG_TERM_TABLE_NAME": LONG
              "MEMORY_MAX_TURNS": "3", "AGENT_MODEL_PROVIDER": "offline"}
 SERVER_WORKERS = 4
 SERVER_START_SECONDS = 60
+# What fails under DynamoDB's conflict rules until the write protocol of issue 17 lands.
+ISSUE_17 = pytest.mark.xfail(strict=False, reason="issue 17: write protocol")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from agent.observability import logger
-from conftest import SESSIONS_TABLE, as_user
+from conftest import ISSUE_17, SESSIONS_TABLE, as_user
 from fakes import captured_logs
 from faults import TRANSACTION_CONFLICT
 from memory.client import dynamodb_client
@@ -210,6 +210,7 @@ def _append_concurrently(handler, user: str, fault) -> tuple[list[str], list[Tur
     return outcomes, turns, logged
 
 
+@ISSUE_17
 def test_concurrent_turns_cancelled_by_conflicts_are_retried_and_stored_once(api, user, handler, reliability):
     # When 8 concurrent turns of one session each lose their first two transactions to a conflict
     outcomes, turns, logged = _append_concurrently(handler, user, _conflicts(2))
