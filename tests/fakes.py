@@ -90,7 +90,8 @@ class Failure:
 class SlowModelAPI:
     """A model API on 127.0.0.1 as slow as a real one: the time to the first token and the tokens per
     second are set per instance, every token is its own stream event, `requests` counts calls and
-    `open_streams` the answers being streamed now (a client that stops reading ends its stream).
+    `open_streams` the answers being streamed now, `abandoned_streams` those whose client hung up
+    before their end.
 
     - Anthropic's Messages API, POST /v1/messages: streamed as server-sent events (message_start,
       ping, content_block_start/delta/stop, message_delta, message_stop) when the body asks for
@@ -106,6 +107,7 @@ class SlowModelAPI:
         self.script: list = [Text(20)]
         self.requests = 0
         self.open_streams = 0
+        self.abandoned_streams = 0
         self.bodies: list[dict] = []
         self.release = threading.Event()  # ends every stall
         self._lock = threading.Lock()
@@ -235,6 +237,8 @@ class SlowModelAPI:
             try:
                 write(event)  # wfile is unbuffered: each event leaves now
             except (BrokenPipeError, ConnectionResetError):  # the client gave up: so does the model
+                with self._lock:
+                    self.abandoned_streams += 1
                 return False
         return True
 

@@ -33,9 +33,9 @@ ERASED = "409 session_erased"  # a turn that raced the erasure of its session or
 # How long the writers of a race write before the delete; how long erasure may take to settle after.
 RACE_SECONDS = 2.0
 SETTLE_SECONDS = 15.0
-# An answer the model is still writing when the delete comes: 21 s at a real model's pace.
-LONG_ANSWER_TOKENS = 1200
-STOPPED_WITHIN_SECONDS = 5.0
+# 8 s at a real model's pace: it ends about 6 s after the delete that follows its first progress
+# write, so a worker that hangs up within seconds of the delete cuts it short.
+LONG_ANSWER_TOKENS = 480
 GIVE_UP_SECONDS = 120
 # A model that answers at once and writes 600 tokens a second: a 3,000-token answer streams for 5 s,
 # and short answers of turns sent together come back together, so their writes meet.
@@ -223,7 +223,7 @@ def test_erasing_a_user_never_gives_up_under_their_own_steady_turns(instances_ur
 
 
 def test_erasing_a_session_stops_its_streaming_asynchronous_turn_and_leaves_nothing(dynamodb_endpoint, user):
-    # Given an asynchronous turn whose model is streaming a long answer at a real model's pace
+    # Given an asynchronous turn whose model is streaming an 8-second answer at a real model's pace
     with (slow_model_server(dynamodb_endpoint, lambda _: Text(LONG_ANSWER_TOKENS), workers=2, pace={}) as (model, server),
           httpx.Client(base_url=server.url, timeout=60) as client):
         streaming(client, user, "tell me a long story")
@@ -231,20 +231,23 @@ def test_erasing_a_session_stops_its_streaming_asynchronous_turn_and_leaves_noth
         asked = time.monotonic()
         deleted = client.delete("/sessions/s", headers=as_user(user))
         answered = time.monotonic()
-        # Then the model's stream ends within seconds
         while model.open_streams and time.monotonic() < answered + GIVE_UP_SECONDS:
             time.sleep(0.1)
         streamed_on = time.monotonic() - answered
-        # And once the turn ended, nothing of the session is left
+        # And the turn has ended
         left = settled_traces_of(user)
-    # And no memory_write_suppressed was logged for it (an erased session is not a failed write)
     logged = [json.loads(line) for line in "".join(server.console).splitlines() if line.startswith("{")]
     suppressed = [line for line in logged if line.get("message") == "memory_write_suppressed"]
-    assert deleted.status_code == 204, deleted.text
-    assert streamed_on <= STOPPED_WITHIN_SECONDS and not left and not suppressed, (
-        f"DELETE answered {deleted.status_code} in {answered - asked:.1f} s; the model streamed on for "
-        f"{streamed_on:.1f} s after it; {len(left)} items left {kinds(left)}; "
-        f"{len(suppressed)} memory_write_suppressed logged")
+    figures = (f"DELETE {outcome(deleted)} in {answered - asked:.1f} s; the model streamed on for {streamed_on:.1f} s "
+               f"after it ({model.abandoned_streams} stream abandoned, {model.requests} model requests); "
+               f"{len(left)} items left {kinds(left)}; {len(suppressed)} memory_write_suppressed logged")
+    # Then the delete answered 204, and the worker hung up on the model within seconds (before the
+    # answer's end), calling it no more
+    assert deleted.status_code == 204, figures
+    assert (model.abandoned_streams, model.requests) == (1, 1), figures
+    # And nothing of the session is left, and no memory_write_suppressed was logged for it (an erased
+    # session is not a failed write: the alarm must not count it)
+    assert not left and not suppressed, figures
 
 
 @pytest.fixture
