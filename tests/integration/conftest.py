@@ -71,7 +71,8 @@ def start_server(env: dict, port: int) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     process.console = []
-    process.reader = threading.Thread(target=lambda: process.console.extend(iter(process.stdout.readline, "")))
+    process.reader = threading.Thread(target=lambda: process.console.extend(iter(process.stdout.readline, "")),
+                                      daemon=True)
     process.reader.start()
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline and process.poll() is None:
