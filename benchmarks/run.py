@@ -1,4 +1,5 @@
-"""`make bench`: one DynamoDB Local, every benchmark against it, the targets with pass/miss.
+"""`make bench`: one DynamoDB Local behind local.strict_dynamodb (which cancels conflicting
+transactions as DynamoDB does), every benchmark against it, the targets with pass/miss.
 
 Prints the machine and a table per benchmark, and saves the same markdown as
 benchmarks/results/<date>.md and benchmarks/results/latest.md (figures for the next run's
@@ -17,23 +18,25 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import capacity, cold_start, frameworks, overhead, round_trips, slow_model, throughput
+from benchmarks import capacity, cold_start, conflicts, frameworks, overhead, round_trips, slow_model, throughput
 from benchmarks.harness import Section, table
 from local.dynamodb import dynamodb_local_jar, embedded_dynamodb, free_port
+from local.strict_dynamodb import TRANSACTION_MS, WRITE_MS, strict_dynamodb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGET_SECONDS = 5 * 60
 PACKAGES = ("boto3", "botocore", "aws-lambda-powertools", "aws-xray-sdk", "pydantic", "anthropic", "strands-agents",
             "langchain-core", "openai-agents", "langchain-community", "strands-session-dynamodb")
 # Round trips first: it is quick and proves the turn works before anything is timed.
-BENCHMARKS = (round_trips, capacity, overhead, throughput, cold_start, slow_model, frameworks)
+BENCHMARKS = (round_trips, capacity, overhead, throughput, conflicts, cold_start, slow_model, frameworks)
 
 
 def main() -> int:
     started = time.perf_counter()
     sections: list[Section] = []
     failed = []
-    with embedded_dynamodb(port=free_port(), data_dir=None) as (endpoint, kind):
+    with embedded_dynamodb(port=free_port(), data_dir=None) as (upstream, kind), strict_dynamodb(upstream) as strict:
+        endpoint = strict.endpoint
         machine = describe_machine(kind)
         print(machine, flush=True)
         for benchmark in BENCHMARKS:
@@ -70,6 +73,8 @@ def describe_machine(dynamodb_kind: str) -> str:
         ["Python", f"{platform.python_implementation()} {platform.python_version()}"],
         ["packages", versions],
         ["DynamoDB", dynamodb],
+        ["transaction conflicts", f"as DynamoDB's (local.strict_dynamodb): a transaction holds its items "
+                                  f"{TRANSACTION_MS:g} ms, a single write {WRITE_MS:g} ms"],
     ]
     return "## Machine\n\n" + table(["", ""], rows)
 

@@ -89,7 +89,9 @@ class Failure:
 
 class SlowModelAPI:
     """A model API on 127.0.0.1 as slow as a real one: the time to the first token and the tokens per
-    second are set per instance, every token is its own stream event, and `requests` counts calls.
+    second are set per instance, every token is its own stream event, `requests` counts calls and
+    `open_streams` the answers being streamed now, `abandoned_streams` those whose client hung up
+    before their end.
 
     - Anthropic's Messages API, POST /v1/messages: streamed as server-sent events (message_start,
       ping, content_block_start/delta/stop, message_delta, message_stop) when the body asks for
@@ -104,7 +106,8 @@ class SlowModelAPI:
         self.tokens_per_second = tokens_per_second
         self.script: list = [Text(20)]
         self.requests = 0
-        self.abandoned = 0  # answers whose reader closed the stream before the last token
+        self.open_streams = 0
+        self.abandoned_streams = 0
         self.bodies: list[dict] = []
         self.release = threading.Event()  # ends every stall
         self._lock = threading.Lock()
@@ -130,7 +133,9 @@ class SlowModelAPI:
                     self._send(200, {"content-type": content_type, "transfer-encoding": "chunked",
                                      "x-amzn-bedrock-content-type": "application/json"})
                     encode = chunk_frame if bedrock else sse
-                    if api._pace(answer, events, lambda event: self.wfile.write(http_chunk(encode(event)))):
+                    with api._streaming():
+                        whole = api._pace(answer, events, lambda event: self.wfile.write(http_chunk(encode(event))))
+                    if whole:
                         self.wfile.write(b"0\r\n\r\n")
                     else:
                         self.close_connection = True
@@ -175,6 +180,16 @@ class SlowModelAPI:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+    @contextlib.contextmanager
+    def _streaming(self):
+        with self._lock:
+            self.open_streams += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.open_streams -= 1
 
     def _events(self, answer, request: dict) -> list[dict]:
         usage = {"input_tokens": len(json.dumps(request)) // 4, "output_tokens": 1}
@@ -223,7 +238,7 @@ class SlowModelAPI:
                 write(event)  # wfile is unbuffered: each event leaves now
             except (BrokenPipeError, ConnectionResetError):  # the client gave up: so does the model
                 with self._lock:
-                    self.abandoned += 1
+                    self.abandoned_streams += 1
                 return False
         return True
 

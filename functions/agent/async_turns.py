@@ -78,7 +78,11 @@ def accept(*, memory: ResilientMemory, statuses: TurnStatusStore, dispatch: Call
     now = clock()
     job = Job(user_id, session_id, new_turn_id(now))
     fence = memory.registry.open(user_id, session_id)
-    statuses.start(user_id, session_id, job.turn_id, message, deadline=int(now + ASYNC_TURN_SECONDS), fence=fence)
+    try:
+        statuses.start(user_id, session_id, job.turn_id, message, deadline=int(now + ASYNC_TURN_SECONDS), fence=fence)
+    except Erased:
+        memory.registry.release(user_id, session_id, fence)
+        raise
     try:
         dispatch(job)
     except Exception as error:

@@ -118,6 +118,18 @@ def run_turn(
     started = clock()
     deadline = time.monotonic() + SYNC_MODEL_SECONDS if deadline is None else deadline
     context = memory.load(user_id, session_id)
+    try:
+        return _answer(memory, model, context, user_id=user_id, session_id=session_id, message=message,
+                       records=records, deadline=deadline, on_text=on_text, turn_id=turn_id, generation=generation,
+                       started=started)
+    except Erased:
+        memory.registry.release(user_id, session_id, context.fence)  # a session it registered stays empty
+        raise
+
+
+def _answer(memory: ResilientMemory, model: Model, context, *, user_id: str, session_id: str, message: str,
+            records: tuple[Record, ...], deadline: float, on_text, turn_id: str | None, generation: str | None,
+            started: float) -> TurnResult:
     if generation is not None and context.fence.generation != generation:
         raise Erased()
     new_messages: list[dict] = [{"role": "user", "content": message}]

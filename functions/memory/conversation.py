@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .dynamo import POOL, cancelled_by, delete_all, query_all, transact_write, translate_errors
 from .errors import Erased, InvalidToken, MemoryUnavailable, SessionNotFound
-from .keys import REGISTRY_SK_PREFIX, SUMMARY_SK, TURN_PREFIX, item_key, session_ids, session_key
+from .keys import SUMMARY_SK, TURN_PREFIX, item_key, session_ids, session_key
 from .registry import SECONDS_PER_DAY, Fence, Registry, SessionInfo, generation_of, mark_of
 from .turns import Turn, Usage, iso
 from .window import Summary
@@ -230,9 +230,12 @@ class ConversationStore:
     def erase_user(self, user_id: str, mark: int) -> int:
         """Every session of the user made before erasure mark `mark` (which the caller has just
         moved); returns how many."""
-        entries = [entry for entry in self.registry.entries(user_id) if mark_of(entry) < mark]
-        self._erase(user_id, [entry["session_id"]["S"] for entry in entries], entries)
-        return len(entries)
+        entries = self.registry.entries(user_id)
+        # Every session is swept, a new incarnation's too: registering over an entry of an older mark
+        # leaves that entry's items behind, under the new entry.
+        stale = [entry for entry in entries if mark_of(entry) < mark]
+        self._erase(user_id, [entry["session_id"]["S"] for entry in entries], stale)
+        return len(stale)
 
     def _erase(self, user_id: str, session_ids: list[str], entries: list[dict]) -> None:
         """Drops the entries (so every later confirm of their writers fails), then sweeps the

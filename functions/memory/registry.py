@@ -21,6 +21,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from .dynamo import batch_get, query_all, translate_errors
 from .errors import Erased
 from .keys import MARK_PREFIX, REGISTRY_PREFIX, REGISTRY_SK_PREFIX, mark_key, registry_key
@@ -148,6 +150,18 @@ class Registry:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def release(self, user_id: str, session_id: str, fence: Fence) -> None:
+        """Deletes the entry if it is still of `fence` and holds no turn: what a request that
+        registered a session leaves when an erasure refused its writes. Best effort: an entry
+        without turns is listed nowhere, and the next erasure takes it."""
+        condition, values = _fence_condition(fence, with_mark=False)
+        try:
+            self._client.delete_item(TableName=self._table, Key=registry_key(user_id, session_id),
+                                     ConditionExpression=f"{condition} AND turn_count = :zero",
+                                     ExpressionAttributeValues={**values, ":zero": {"N": "0"}})
+        except (BotoCoreError, ClientError):  # not of this fence any more, not empty, or unreachable
+            pass
 
     @translate_errors
     def entry(self, user_id: str, session_id: str) -> dict | None:

@@ -15,7 +15,6 @@ from synthesis import REPO_ROOT, synthesize
 from infra import deployment
 from infra.deployment import ONE_SHOT, REMEMBERED, UsageError, remember
 from infra.settings import Settings
-from synthesis import REPO_ROOT
 
 
 class Context:

@@ -1,7 +1,7 @@
 """The worker of asynchronous turns: its budget, its dispatch grant, its failures' path to an alarm."""
 
 from functions.agent import budget
-from synthesis import AGENT_HANDLER, alias_of, as_list, statement_for, statements
+from synthesis import alias_of, as_list, statement_for, statements
 
 WORKER_HANDLER = "agent.worker.lambda_handler"
 

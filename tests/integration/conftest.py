@@ -1,11 +1,16 @@
 """Integration tests talk to AWS's DynamoDB Local over HTTP, through the local stack.
 
+Every client reaches DynamoDB Local through local.strict_dynamodb, which cancels conflicting
+transactions as DynamoDB does (DynamoDB Local alone never does): the tests in this process, the
+local server's worker processes and the instances of instances.py are judged by the same proxy.
+
 `api` and `base_url` are the local stack as `make dev` runs it: gunicorn with several worker
 processes (Lambda instances), so concurrent requests race as in production. A test that reaches
 into the handler in this process (the `handler` fixture: fault injection, scripted models) cannot
 reach those processes: its `api` and `base_url` are one "instance" in this process instead."""
 
 import os
+import threading
 import uuid
 
 import httpx
@@ -14,16 +19,23 @@ import pytest
 from client import as_user
 from local.dynamodb import embedded_dynamodb, free_port
 from local.server import configure, make_server
+from local.strict_dynamodb import strict_dynamodb
 from local.tables import control_plane_client, ensure_tables
-from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE, STACK_ENV, start_server, stop_server
+from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE, STACK_ENV, local_server
 
 SERVER_WORKERS = 4
 
 
 @pytest.fixture(scope="session")
-def dynamodb_endpoint():
-    with embedded_dynamodb(port=free_port(), data_dir=None) as (endpoint, _):
-        yield endpoint
+def strict_proxy():
+    """DynamoDB Local behind the strict proxy: `endpoint` is the proxy, `upstream` DynamoDB Local."""
+    with embedded_dynamodb(port=free_port(), data_dir=None) as (upstream, _), strict_dynamodb(upstream) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(strict_proxy):
+    return strict_proxy.endpoint
 
 
 @pytest.fixture(scope="session")
@@ -42,18 +54,12 @@ def handler(tables):
 
 @pytest.fixture(scope="session")
 def server_url(tables, dynamodb_endpoint):
-    env = os.environ | STACK_ENV | {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
-                                    "LOCAL_WORKERS": str(SERVER_WORKERS), "PYTHONPATH": "functions:."}
-    port = free_port()
-    process = start_server(env, port)
-    yield f"http://127.0.0.1:{port}"
-    stop_server(process)
+    with local_server(dynamodb_endpoint, SERVER_WORKERS) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
 def in_process_url(handler):
-    import threading
-
     server = make_server(handler.lambda_handler, free_port())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -1,14 +1,17 @@
 """The local stack the integration tests run against: its tables and environment, its server as
 `make dev` starts it, and what a test does to the tables directly, beside the code under test."""
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
 
-from local.dynamodb import ROOT
+from local.dynamodb import ROOT, free_port
 from memory.client import dynamodb_client
 from memory.keys import REGISTRY_PREFIX, TURN_PREFIX, registry_key, session_key
 
@@ -19,11 +22,16 @@ SERVER_START_SECONDS = 60
 
 
 def start_server(env: dict, port: int) -> subprocess.Popen:
-    """`python -m local.server` (what `make dev` runs) on `port`, up and answering /health."""
+    """`python -m local.server` (what `make dev` runs) on `port`, up and answering /health. Its console
+    is read as it is written, into `process.console`: a full pipe would stall the server."""
     process = subprocess.Popen(
         [sys.executable, "-m", "local.server"], cwd=ROOT, env=env | {"PORT": str(port)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    process.console = []
+    process.reader = threading.Thread(target=lambda: process.console.extend(iter(process.stdout.readline, "")),
+                                      daemon=True)
+    process.reader.start()
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -32,14 +40,30 @@ def start_server(env: dict, port: int) -> subprocess.Popen:
         except httpx.TransportError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"the local server did not start: {process.stdout.read()[-2000:]}")
+    process.reader.join()
+    raise RuntimeError(f"the local server did not start: {''.join(process.console)[-2000:]}")
 
 
-def stop_server(process: subprocess.Popen) -> str:
-    """SIGTERM, as a process manager sends it; returns the console output."""
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    return output
+def stop_server(process: subprocess.Popen, stop: signal.Signals = signal.SIGTERM) -> str:
+    """SIGTERM (as a process manager sends it) or `stop`; returns the console output."""
+    process.send_signal(stop)
+    process.wait(timeout=30)
+    process.reader.join()
+    return "".join(process.console)
+
+
+@contextlib.contextmanager
+def local_server(dynamodb_endpoint: str, workers: int, **env: str):
+    """The local server on the test tables with `workers` worker processes and `env` on top; yields
+    its process: `url` to call, `console` (whole once the block is left)."""
+    port = free_port()
+    process = start_server(os.environ | STACK_ENV | {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+                                                     "LOCAL_WORKERS": str(workers), "PYTHONPATH": "functions:."} | env, port)
+    process.url = f"http://127.0.0.1:{port}"
+    try:
+        yield process
+    finally:
+        stop_server(process)
 
 
 def expire(user: str, session: str, *, oldest: int | None = None, prefix: str = "") -> None:

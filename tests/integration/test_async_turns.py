@@ -10,32 +10,11 @@ import pytest
 from agent import async_turns
 from agent.async_turns import Job, work
 from agent.observability import logger
-from client import as_user
+from client import ASYNC, GIVE_UP_SECONDS, POLL_SECONDS, as_user, poll, start
 from fake_model import FAST, attach
 from fakes import Failure, SlowModelAPI, Text, captured_logs, words
 from faults import SERVER_ERROR, THROTTLED, failing
 
-ASYNC = {"Prefer": "respond-async"}
-POLL_SECONDS = 0.25
-# A guard against a hang, not a timing claim: far above any turn here.
-GIVE_UP_SECONDS = 120
-
-
-def start(api, user, message="tell me a long story", session="s"):
-    response = api.post(f"/sessions/{session}/messages", json={"message": message}, headers={**as_user(user), **ASYNC})
-    assert response.status_code == 202, response.text
-    return response
-
-
-def poll(api, user, location: str) -> list[dict]:
-    """Every view of the turn, until it is no longer running."""
-    views, give_up = [], time.monotonic() + GIVE_UP_SECONDS
-    while time.monotonic() < give_up:
-        views.append(api.get(location, headers=as_user(user)).json())
-        if views[-1]["status"] != "running":
-            return views
-        time.sleep(POLL_SECONDS)
-    raise AssertionError(f"still running after {GIVE_UP_SECONDS} s")
 
 
 # The Anthropic path runs at a real model's pace: `slow` (make test-fast leaves it out).
@@ -211,9 +190,9 @@ def test_erasing_the_session_while_its_turn_runs_leaves_nothing(api, user, handl
         # (no tokens paid for nothing), logs turn_erased, and stores nothing
         workers[0].join()
         give_up = time.monotonic() + GIVE_UP_SECONDS
-        while not fake.abandoned and time.monotonic() < give_up:  # the model sees the close at its next token
+        while not fake.abandoned_streams and time.monotonic() < give_up:  # the model sees the close at its next token
             time.sleep(POLL_SECONDS)
-        assert fake.abandoned == 1 and fake.requests == 1
+        assert fake.abandoned_streams == 1 and fake.requests == 1
         logged = [line["message"] for line in lines()]
     assert "turn_erased" in logged and "memory_write_suppressed" not in logged
     assert api.get(location, headers=as_user(user)).status_code == 404

@@ -9,27 +9,12 @@ local server has workers."""
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 
 from agent.providers import OfflineModel
 from agent.turn import run_turn
-from client import as_user
+from client import as_user, send_all
 
 CONCURRENT_TURNS = 32
-
-
-def send_all(base_url: str, user: str, targets: list[tuple[str, str]]) -> list[httpx.Response]:
-    """POSTs every (session, message) at once: the threads start together behind a barrier."""
-    barrier = threading.Barrier(len(targets))
-
-    def send(target):
-        session, message = target
-        with httpx.Client(base_url=base_url, timeout=60) as client:
-            barrier.wait()
-            return client.post(f"/sessions/{session}/messages", json={"message": message}, headers=as_user(user))
-
-    with ThreadPoolExecutor(len(targets)) as pool:
-        return list(pool.map(send, targets))
 
 
 def history(api, user, session) -> list[dict]:

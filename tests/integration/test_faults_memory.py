@@ -18,7 +18,6 @@ from fakes import ScriptedModel, captured_logs, text, tool_use
 from faults import (
     SERVER_ERROR,
     THROTTLED,
-    TRANSACTION_CONFLICT,
     connection_reset,
     failing,
     partial_batch,

@@ -9,14 +9,9 @@ import pytest
 from agent.observability import logger
 from agent.providers import ModelError
 from agent.turn import run_turn
-from client import as_user, say
+from client import as_user, say, stored_turns
 from fakes import ScriptedModel, captured_logs, text
 from faults import SERVER_ERROR, failing, recording
-
-
-def stored_turns(api, user, session="s") -> list[str]:
-    response = api.get(f"/sessions/{session}/messages", headers=as_user(user))
-    return [m["content"] for m in response.json()["messages"] if m["role"] == "user"] if response.status_code == 200 else []
 
 
 class BlockingModel:

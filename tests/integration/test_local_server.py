@@ -122,8 +122,7 @@ def test_a_signal_stops_everything_the_server_started(tmp_path, reliability, sto
     started = children(process.pid)
     assert len(started) >= 2  # DynamoDB Local and the worker(s) up so far
     # When it gets the signal
-    process.send_signal(stop)
-    output, _ = process.communicate(timeout=30)
+    output = stop_server(process, stop)
     # Then every process it started is gone, the port of DynamoDB Local is free, and it said so
     assert not any(alive(pid) for pid in started)
     listening_socket(dynamodb_port, "", "").close()

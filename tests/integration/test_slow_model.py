@@ -7,8 +7,6 @@ import time
 import pytest
 
 from agent import providers
-from agent import turn as turn_module
-from agent.providers import AnthropicModel, BedrockModel
 from agent.turn import CUT_OFF_TEXT
 from client import as_user, say
 from fake_model import FAST, attach
