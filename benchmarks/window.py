@@ -88,7 +88,8 @@ class Meter:
 
     def _count(self, http_response, parsed, **_):
         self.bytes += len(http_response.content)
-        self.capacity += parsed.get("ConsumedCapacity", {}).get("CapacityUnits", 0)
+        consumed = parsed.get("ConsumedCapacity", {})  # a list for the batch calls (one entry per table)
+        self.capacity += sum(entry.get("CapacityUnits", 0) for entry in (consumed if isinstance(consumed, list) else [consumed]))
 
 
 def synthetic_turn(session: str, n: int, rng: random.Random) -> Turn:
