@@ -117,9 +117,11 @@ def render(rows: list[tuple[dict, str]], failures: list[str], command: str) -> s
         "sessions are 404 and their facts unreachable, for the API and for the model's tools alike.",
         "- **Erasure**: `DELETE /me` deletes every session (expired ones, idempotency records and async turn "
         "statuses included) and every fact of the caller; a partly failed erasure answers 503 and its retry "
-        "finishes it. It is a fence: every write into a session moves the version of the session's registry "
-        "entry, and the delete removes that entry only on the version it read, so no write that raced it "
-        "survives; the entry outlives every item of its session, and is found by a consistent read, no index.",
+        "finishes it. It is a fence: the delete moves the user's erasure mark, drops the sessions' registry "
+        "entries, then sweeps; every write is stamped with its session's generation and confirmed against "
+        "the entry afterwards, so a writer that read its context before the delete removes what it wrote "
+        "(409 `session_erased`) and runs no tool. No transaction meets another on a shared item. The entry "
+        "outlives every item of its session, and is found by a consistent read, no index.",
         "- **TTL**: DynamoDB deletes expired items days late; every read filters `expires_at > now`.",
         "",
     ]
