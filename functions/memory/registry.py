@@ -142,7 +142,8 @@ class Registry:
 
     @translate_errors
     def drop(self, user_id: str, session_id: str, generation: str) -> bool:
-        """Deletes the entry if it is still of `generation`: the first step of erasing a session."""
+        """Deletes the entry if it is still of `generation`: one this request registered after an
+        erasure may have listed the entries."""
         condition, values = _fence_condition(Fence(generation, 0), with_mark=False)
         try:
             self._client.delete_item(TableName=self._table, Key=registry_key(user_id, session_id),
@@ -162,11 +163,6 @@ class Registry:
                                      ExpressionAttributeValues={**values, ":zero": {"N": "0"}})
         except (BotoCoreError, ClientError):  # not of this fence any more, not empty, or unreachable
             pass
-
-    @translate_errors
-    def entry(self, user_id: str, session_id: str) -> dict | None:
-        return self._client.get_item(TableName=self._table, Key=registry_key(user_id, session_id),
-                                     ConsistentRead=True).get("Item")
 
     @translate_errors
     def entries(self, user_id: str) -> list[dict]:
