@@ -116,7 +116,7 @@ class Gateway:
             return refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
         if route is None:
             return refuse(HTTPStatus.NOT_FOUND)
-        if route.protected and not headers.get("x-local-user"):
+        if route.protected and not _one_identity(headers.get("x-local-user")):
             return refuse(HTTPStatus.UNAUTHORIZED)
         body = _read_body(environ)
         if body is None:
@@ -153,6 +153,12 @@ def _headers(environ: dict) -> dict:
         if environ.get(key):
             headers[key.replace("_", "-").lower()] = environ[key]
     return headers
+
+
+def _one_identity(user: str | None) -> bool:
+    """A request carries one token, so one identity: the server joins a repeated header's values with
+    commas (RFC 9110, section 5.3), and a comma is in no Cognito `sub` (a UUID)."""
+    return bool(user) and "," not in user
 
 
 def _request_line_and_headers_bytes(method: str, target: str, headers: dict) -> int:

@@ -28,6 +28,7 @@ AREAS = {
     "Erasure": "`DELETE /me` and `DELETE /sessions/{id}`",
     "TTL": "items past `expires_at` that DynamoDB has not deleted yet",
     "Local server": "`make dev`'s server: raw sockets at its edge, signals and busy ports on real processes",
+    "Local limits": "what API Gateway and Lambda enforce (README: Local limits), on `make dev`'s multi-process server",
 }
 _rows: list[tuple[dict, str]] = []
 _failures: list[str] = []

@@ -11,23 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from client import as_user
+from client import as_user, raw
 from local.dynamodb import ROOT, free_port, listening_socket
 from local_stack import STACK_ENV, start_server, stop_server
-
-
-def raw(url: str, request: bytes, *, half_close: bool = False) -> tuple[int, bytes]:
-    """Sends bytes as they are; returns the status and the body of the answer."""
-    port = int(url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 FRAMING = [
