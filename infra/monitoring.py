@@ -15,8 +15,9 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from functions.agent.shared import (AGENT_SERVICE, COMPACTOR_SERVICE, METRICS_NAMESPACE,
-                                    SUPPRESSED_WRITES_ALARM_MINUTES, SUPPRESSED_WRITES_ALARM_THRESHOLD)
+from functions.agent.shared import (AGENT_SERVICE, COMPACTOR_SERVICE, INPUT_TOKENS_METRIC, METRICS_NAMESPACE,
+                                    OUTPUT_TOKENS_METRIC, SUPPRESSED_WRITES_ALARM_MINUTES,
+                                    SUPPRESSED_WRITES_ALARM_THRESHOLD, TURN_LATENCY_METRIC)
 from infra.compactor import Compactor
 from infra.worker import AsyncWorker
 
@@ -209,9 +210,10 @@ class Monitoring(Construct):
                 f"{SUPPRESSED_WRITES_ALARM_MINUTES} min)",
                 alarm=self.alarm,
             ),
+            # Every turn, synchronous or asynchronous (agent.observation): the latencies of both.
             cloudwatch.GraphWidget(
                 title="Turn latency (ms)",
-                left=[agent_metric("TurnLatency", s) for s in ("p50", "p90", "p99")],
+                left=[agent_metric(TURN_LATENCY_METRIC, s) for s in ("p50", "p90", "p99")],
             ),
         )
         dashboard.add_widgets(
@@ -226,7 +228,7 @@ class Monitoring(Construct):
             ),
             cloudwatch.GraphWidget(
                 title="Model tokens",
-                left=[agent_metric(name, cloudwatch.Stats.SUM) for name in ("InputTokens", "OutputTokens")],
+                left=[agent_metric(name, cloudwatch.Stats.SUM) for name in (INPUT_TOKENS_METRIC, OUTPUT_TOKENS_METRIC)],
             ),
         )
         dashboard.add_widgets(

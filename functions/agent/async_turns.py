@@ -32,9 +32,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from agent import observation
 from agent.budget import (ASYNC_TURN_SECONDS, MEMORY_WRITE_SECONDS, OVERHEAD_SECONDS, PROGRESS_GROWTH,
                           PROGRESS_INTERVAL_SECONDS, PROGRESS_SMALL_CHARS)
-from agent.failures import turn_failure
 from agent.providers import AnswerStopped, Model
 from agent.turn import TurnResult, run_turn
 from memory.errors import Erased
@@ -153,9 +153,11 @@ def progress_due(length: int, written: int, since_write: float) -> bool:
     return length <= PROGRESS_SMALL_CHARS or length >= written * PROGRESS_GROWTH
 
 
-def work(job: Job, *, memory: ResilientMemory, model: Model, statuses: TurnStatusStore, logger, clock=time.time) -> None:
+def work(job: Job, *, memory: ResilientMemory, model: Model, statuses: TurnStatusStore, logger,
+         metrics=observation.metrics, clock=time.time) -> None:
     """Runs one accepted turn, once. The memory rules are the synchronous path's: the read fails fast
-    (the turn fails, memory_unavailable), the turn's append is best effort (memory_write_suppressed)."""
+    (the turn fails, memory_unavailable), the turn's append is best effort (memory_write_suppressed).
+    It is observed as a synchronous turn is (agent.observation), into `metrics`."""
     keys = asdict(job).values()
     status = statuses.get(*keys)
     token = secrets.token_hex(16)
@@ -165,6 +167,7 @@ def work(job: Job, *, memory: ResilientMemory, model: Model, statuses: TurnStatu
         return
     # Stop in time to store the turn and the status before the status's deadline.
     deadline = time.monotonic() + (status.deadline - clock()) - MEMORY_WRITE_SECONDS - OVERHEAD_SECONDS
+    started = time.perf_counter()
     try:
         result = run_turn(memory=memory, model=model, user_id=job.user_id, session_id=job.session_id,
                           message=status.message, records=(_Finish(statuses, job, token),), deadline=deadline,
@@ -174,13 +177,10 @@ def work(job: Job, *, memory: ResilientMemory, model: Model, statuses: TurnStatu
         logger.info("turn_erased", extra={"turn_id": job.turn_id})
         return
     except Exception as error:
-        failure = turn_failure(error)
-        if failure.code == "internal_error":
-            logger.exception("unhandled_error", extra={"turn_id": job.turn_id})
-        else:
-            logger.error(failure.code, extra={"turn_id": job.turn_id, "error": str(error)})
+        failure = observation.turn_failed(error, logger=logger, turn_id=job.turn_id)
         _finish_best_effort(statuses, job, token, logger, error=failure.body())
         return
+    observation.turn_finished(result, started=started, metrics=metrics)
     if result.write != "ok":  # the transaction that held the done status failed with the turn
         _finish_best_effort(statuses, job, token, logger, answer=result.answer())
 

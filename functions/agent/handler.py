@@ -13,22 +13,21 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
-from agent import async_turns, snapstart
+from agent import async_turns, observation, snapstart
 from agent.api import (HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
                        FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
 from agent.budget import SYNC_MODEL_SECONDS
 from agent.config import OnFirstUse, Settings, memory_from
-from agent.failures import INTERNAL_ERROR, TurnFailure, turn_failure
+from agent.failures import TurnFailure
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
-from agent.observability import logger, metrics
-from agent.providers import Model, ModelError, configured_model, preload
+from agent.observability import logger, metrics, thread_metrics
+from agent.providers import Model, configured_model, preload
 from agent.tracing import tracer
 from agent.turn import run_turn
 from memory.client import dynamodb_client
-from memory.errors import Erased, InvalidToken, MemoryUnavailable, SessionNotFound
+from memory.errors import Erased, InvalidToken, SessionNotFound
 from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact
 from memory.turn_status import TurnStatusStore
 
@@ -48,8 +47,16 @@ if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
 memory = memory_from(settings, client=dynamodb, logger=logger)
 idempotency = Idempotency(client=dynamodb, table_name=settings.sessions_table, logger=logger)
 statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
-dispatch = async_turns.dispatcher(settings.worker_function, logger=logger, run=lambda job: async_turns.work(
-    job, memory=memory, model=model(), statuses=statuses, logger=logger))
+
+
+def work_here(job: async_turns.Job) -> None:
+    """An asynchronous turn on a thread of this process, when there is no worker Lambda."""
+    turn_metrics = thread_metrics()
+    async_turns.work(job, memory=memory, model=model(), statuses=statuses, logger=logger, metrics=turn_metrics)
+    turn_metrics.flush_metrics()
+
+
+dispatch = async_turns.dispatcher(settings.worker_function, logger=logger, run=work_here)
 
 
 def _json(body) -> str:
@@ -155,10 +162,7 @@ def post_message(session_id: SessionId, request: TurnRequest, idempotency_key: I
                         message=request.message, records=(claim,) if claim else (), deadline=deadline)
 
     result = idempotency.turn(user_id, session_id, idempotency_key, request.message, turn) if idempotency_key else turn()
-    latency_ms = (time.perf_counter() - started) * 1000
-    metrics.add_metric(name="TurnLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
-    metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=result.turn.usage.input_tokens)
-    metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=result.turn.usage.output_tokens)
+    observation.turn_finished(result, started=started)
     return {"session_id": session_id, **result.answer()}
 
 
@@ -277,23 +281,11 @@ def erased(_: Erased) -> Response:
                   "the session or its user was erased while this request ran; nothing of it was stored")
 
 
-@app.exception_handler(MemoryUnavailable)
-def memory_unavailable(error: MemoryUnavailable) -> Response:
-    logger.error("memory_unavailable", extra={"error": str(error)})
-    return _failure(turn_failure(error))
-
-
 @app.exception_handler(async_turns.WorkerUnavailable)
 def worker_unavailable(error: async_turns.WorkerUnavailable) -> Response:
     logger.error("worker_unavailable", extra={"error": str(error)})
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, "worker_unavailable", "the turn could not be started; retry later",
                   RETRY_SOON)
-
-
-@app.exception_handler(ModelError)
-def model_error(error: ModelError) -> Response:
-    logger.error("model_failed", extra={"error": str(error), "transient": error.transient})
-    return _failure(turn_failure(error))
 
 
 @app.exception_handler(RequestValidationError)
@@ -313,10 +305,11 @@ def not_found(_) -> Response:
     return _error(HTTPStatus.NOT_FOUND, "not_found", "no such route")
 
 
+# A memory read that failed (503), the model's failure (502/503), anything else (500): logged and
+# answered as the worker tells a failed asynchronous turn (agent.observation).
 @app.exception_handler(Exception)
-def unexpected(_: Exception) -> Response:
-    logger.exception("unhandled_error")
-    return _failure(INTERNAL_ERROR)
+def failed(error: Exception) -> Response:
+    return _failure(observation.turn_failed(error))
 
 
 def lambda_handler(event: dict, context) -> dict:

@@ -22,6 +22,8 @@ DEFAULT_MAX_TURNS = 20
 AGENT_SERVICE = "agent"
 COMPACTOR_SERVICE = "compactor"
 METRICS_NAMESPACE = "AgentMemory"
+# The metrics of every turn, synchronous or asynchronous (agent.observation), graphed by the dashboard.
+TURN_LATENCY_METRIC, INPUT_TOKENS_METRIC, OUTPUT_TOKENS_METRIC = "TurnLatency", "InputTokens", "OutputTokens"
 # A few failed memory writes are noise (a throttle, a blip); this many in 5 minutes means memory is
 # being lost: the alarm e-mails. `make drill` sends more turns than this.
 SUPPRESSED_WRITES_ALARM_THRESHOLD = 10
