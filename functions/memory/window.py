@@ -7,6 +7,7 @@ assistant message or an orphaned tool_result and never splits a tool_use from it
 import json
 from dataclasses import dataclass
 
+from .inert import inert_json
 from .turns import Turn
 
 STRATEGIES = ("last_k", "token_budget", "compaction")
@@ -19,6 +20,7 @@ MODEL_CONTEXT_TOKENS = 200_000
 DEFAULT_MAX_PROMPT_TOKENS = MODEL_CONTEXT_TOKENS // 2
 CHARS_PER_TOKEN = 4
 SUMMARY_HEADING = "Summary of the earlier part of this conversation (those turns are not shown):"
+SUMMARY_OPEN, SUMMARY_CLOSE = "<conversation_summary>", "</conversation_summary>"
 
 
 def estimate_tokens(text: str) -> int:
@@ -50,8 +52,10 @@ class Summary:
 
 
 def summary_prompt(summary: Summary) -> str:
-    """The summary as it is appended to the system prompt: roles and tool blocks stay untouched."""
-    return f"{SUMMARY_HEADING}\n{summary.text}"
+    """The summary as it is appended to the system prompt: roles and tool blocks stay untouched. The
+    model wrote it from what users said, so it is data, one inert JSON string in its block
+    (memory.inert): nothing in it can close the block or open another, and nothing reads it back."""
+    return f"{SUMMARY_HEADING}\n{SUMMARY_OPEN}\n{inert_json(summary.text)}\n{SUMMARY_CLOSE}"
 
 
 def summary_tokens(summary: Summary) -> int:

@@ -1,6 +1,7 @@
 """The compactor: folds older turns into the session summary, idempotently, off the request path."""
 
 import importlib
+import json
 import os
 
 import boto3
@@ -50,6 +51,11 @@ def stored_turns(conversations, count: int, session: str = "s1", first: int = 1)
     return turns
 
 
+def sent_messages(call: dict) -> list[dict]:
+    """The messages of the compactor's request, one JSON object a line after its heading."""
+    return [json.loads(line) for line in call["messages"][0]["content"].split("New turns:\n")[1].splitlines()]
+
+
 def compactor(conversations, model=None, **overrides) -> Compactor:
     return Compactor(**{
         "conversations": conversations, "model": model or ScriptedModel(*[text(f"summary {n}") for n in range(10)]),
@@ -79,12 +85,14 @@ def test_at_the_trigger_the_oldest_turns_are_folded_and_the_newest_kept(conversa
     model = ScriptedModel(text("they talked about v1 to v3"))
     # When the compactor runs
     outcome = compactor(conversations, model).compact("u1", "s1")
-    # Then the oldest turns, all but the newest half, are summarised, tool blocks as plain text
+    # Then the oldest turns, all but the newest half, are summarised, one message a line, tool blocks without ids
     [call] = model.calls
     assert outcome == COMPACTED and call["allow_tools"] is False
     assert [m["role"] for m in call["messages"]] == ["user"]
-    assert "message 1" in call["messages"][0]["content"] and '[remember {"key": "k", "value": "v3"}]' in call["messages"][0]["content"]
-    assert "message 4" not in call["messages"][0]["content"]
+    sent = sent_messages(call)
+    assert sent[0] == {"role": "user", "content": "message 1"}
+    assert {"role": "assistant", "content": [{"tool": "remember", "input": {"key": "k", "value": "v3"}}]} in sent
+    assert len(sent) == 4 * KEEP and {"role": "user", "content": "message 4"} not in sent
     # And the read path gets the summary and exactly the uncovered turns, in one Query
     summary, uncovered = conversations.load_window("u1", "s1", limit=20)
     assert (summary.text, summary.covered_through, summary.covered_turns) == (
