@@ -1,14 +1,17 @@
 """A terminal chat with the agent: the local server by default, or any endpoint with a bearer token.
 
-    make chat                                    # http://127.0.0.1:3000 as X-Local-User: local-user
+    make chat                                    # http://127.0.0.1:3000 as X-Local-User: alice
+    CHAT_USER=bob make chat                      # another local user (the README's tour is alice's)
     SESSION=trip make chat                       # resume a session: its last turns are shown first
     ENDPOINT=https://... TOKEN=eyJ... make chat  # a deployed stack, with a Cognito id token
 
 Lines starting with / are commands for this client, never sent to the model (/help lists them).
 """
 
+import email.utils
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -17,11 +20,24 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from agent.api import SESSION_ID_PATTERN
+
 HISTORY_FILE = Path.home() / ".agent_chat_history"
 RESUME_MESSAGES = 6  # the last three turns: a user message and a reply each
 REQUEST_TIMEOUT_SECONDS = 60
-# How often a running turn is polled: the server refreshes its partial reply about once a second.
-POLL_SECONDS = 0.3
+# The local user of `make chat`: the same as the README's tour, so /facts shows what the tour stored.
+DEFAULT_CHAT_USER = "alice"
+# A running turn is polled at these growing intervals: the server refreshes its partial reply about
+# once a second, and every poll is a request (and, deployed, a Lambda invocation) counted against the
+# route's throttle. The first poll comes soon, for short turns; a long one costs one request per 2 s.
+FIRST_POLL_SECONDS = 0.5
+MAX_POLL_SECONDS = 2.0
+# API Gateway answers 429 Too Many Requests past its throttle, before the request reaches the function,
+# so the request can be sent again, "in a way that is rate limiting"
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html).
+# Without a Retry-After header, the client waits this long; it tries this many times in all.
+THROTTLED_WAIT_SECONDS = 2.0
+THROTTLED_ATTEMPTS = 4
 HELP = """commands (never sent to the model):
   /help            this list
   /history         every message of this session
@@ -33,18 +49,51 @@ HELP = """commands (never sent to the model):
 
 
 class ApiError(Exception):
-    pass
+    """An answer other than 2xx (`status`), or no answer at all (`status` None): `str()` says what to do."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class Throttled(ApiError):
+    """429: the request never ran; it may be sent again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message, 429)
+        self.retry_after = retry_after
+
+
+def invalid_session_name(name: str) -> str | None:
+    """Why `name` cannot be a session id, by the API's own rule; None if it can."""
+    if re.fullmatch(SESSION_ID_PATTERN, name):
+        return None
+    return f"not a session name: {name!r} (a session name matches {SESSION_ID_PATTERN})"
+
+
+def session_path(session: str, *rest: str) -> str:
+    return "/".join(["/sessions", urllib.parse.quote(session, safe=""), *rest])
 
 
 class Client:
     def __init__(self, endpoint: str):
         self.endpoint = endpoint
         auth = {"Authorization": f"Bearer {os.environ['TOKEN']}"} if os.environ.get("TOKEN") else {
-            "X-Local-User": os.environ.get("CHAT_USER", "local-user")
+            "X-Local-User": os.environ.get("CHAT_USER", DEFAULT_CHAT_USER)
         }
         self.headers = {"Content-Type": "application/json", **auth}
 
     def call(self, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> dict:
+        """One request; a throttled one (429) is sent again after its Retry-After, a few times."""
+        for _ in range(THROTTLED_ATTEMPTS - 1):
+            try:
+                return self.send(method, path, body, headers)
+            except Throttled as throttled:
+                print(f"  (throttled by the API: trying again in {throttled.retry_after:g} s)", flush=True)
+                time.sleep(throttled.retry_after)
+        return self.send(method, path, body, headers)
+
+    def send(self, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> dict:
         request = urllib.request.Request(f"{self.endpoint}{path}", method=method,
                                          headers={**self.headers, **(headers or {})},
                                          data=json.dumps(body).encode() if body is not None else None)
@@ -53,15 +102,22 @@ class Client:
                 raw = response.read()
                 return json.loads(raw) if raw else {}
         except urllib.error.HTTPError as error:
-            raise ApiError(describe_error(error.code, error.read())) from None
+            message = describe_error(error.code, error.read())
+            if error.code == 429:
+                wait = retry_after_seconds(error.headers.get("Retry-After"))
+                raise Throttled(f"{message} (try again in {wait:g} s)", wait) from None
+            raise ApiError(message, error.code) from None
         except urllib.error.URLError as error:
-            raise ApiError(f"cannot reach {self.endpoint}: {error.reason} (is `make dev` running?)") from None
+            local = urllib.parse.urlsplit(self.endpoint).hostname in ("127.0.0.1", "localhost")
+            hint = ("is the local server running? Start it with `make dev` in another terminal" if local
+                    else "check ENDPOINT: eval \"$(make -s outputs)\" gives the stack's ApiUrl")
+            raise ApiError(f"cannot reach {self.endpoint} ({error.reason}): {hint}") from None
 
     def history(self, session: str) -> list[dict]:
         messages, token = [], None
         while True:
             query = urllib.parse.urlencode({"limit": 100, **({"next_token": token} if token else {})})
-            page = self.call("GET", f"/sessions/{session}/messages?{query}")
+            page = self.call("GET", f"{session_path(session, 'messages')}?{query}")
             messages += page["messages"]
             if not (token := page.get("next_token")):
                 return messages
@@ -76,10 +132,32 @@ def describe_error(status: int, raw: bytes) -> str:
     if not isinstance(body, dict):
         body = {}
     if status == 401:
-        hint = "set TOKEN to a fresh id token" if os.environ.get("TOKEN") else "set CHAT_USER"
+        hint = ("TOKEN is missing or expired: export TOKEN=$(make -s token)" if os.environ.get("TOKEN")
+                else "set CHAT_USER to a user name")
         return f"{status} unauthorized: {body.get('message', 'no identity')} ({hint})"
     code = body.get("error") or "from API Gateway"
     return f"{status} {code}: {body.get('message') or raw[:200].decode(errors='replace')}"
+
+
+def retry_after_seconds(header: str | None) -> float:
+    """Retry-After in seconds, from either of its forms (RFC 9110: seconds or an HTTP date)."""
+    if header:
+        if header.strip().isdigit():
+            return float(header)
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            pass
+    return THROTTLED_WAIT_SECONDS
+
+
+def poll_intervals():
+    """Seconds to wait before each poll of a running turn: doubling from the first to the longest."""
+    interval = FIRST_POLL_SECONDS
+    while True:
+        yield interval
+        interval = min(interval * 2, MAX_POLL_SECONDS)
 
 
 def show(messages: list[dict]) -> None:
@@ -96,11 +174,16 @@ class Chat:
         self.client, self.session = client, session
 
     def enter(self, session: str) -> None:
-        self.session = session
+        """Switches to `session`, showing its last turns; an error leaves the chat where it was."""
+        if problem := invalid_session_name(session):
+            raise ApiError(problem)
         try:
             earlier = self.client.history(session)
-        except ApiError:
-            earlier = []  # a new session: nothing stored yet (404)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            earlier = []  # a new session: nothing stored yet
+        self.session = session
         print(f"session {session} on {self.client.endpoint}" + (f", {len(earlier)} messages so far" if earlier else ", new"))
         show(earlier[-RESUME_MESSAGES:])
 
@@ -129,8 +212,9 @@ class Chat:
 
     def say(self, message: str) -> None:
         """Every turn is asynchronous (Prefer: respond-async): the reply is printed as it grows."""
-        accepted = self.client.call("POST", f"/sessions/{self.session}/messages", {"message": message},
-                                    {"Prefer": "respond-async"})
+        # The key makes sending it again after a 429 safe: the API never stores a message twice.
+        accepted = self.client.call("POST", session_path(self.session, "messages"), {"message": message},
+                                    {"Prefer": "respond-async", "Idempotency-Key": uuid.uuid4().hex})
         body = self.follow(accepted["turn_id"])
         context = body["context"]
         if body.get("truncated"):
@@ -139,11 +223,18 @@ class Chat:
               f"summary {'yes' if context['summary'] else 'no'}; memory write {body['memory']['write']}]")
 
     def follow(self, turn_id: str) -> dict:
-        """Polls the running turn, printing its reply as it grows; returns the finished answer."""
+        """Polls the running turn, printing its reply as it grows; returns the finished answer. A
+        throttled poll only slows the polling down: the turn runs on in the server whatever happens here."""
         shown = ""
         print("agent> ", end="", flush=True)
+        intervals = poll_intervals()
         while True:
-            body = self.client.call("GET", f"/sessions/{self.session}/turns/{turn_id}")
+            time.sleep(next(intervals))
+            try:
+                body = self.client.send("GET", session_path(self.session, "turns", turn_id))
+            except Throttled as throttled:
+                time.sleep(throttled.retry_after)
+                continue
             reply = body.get("reply") or ""
             if reply != shown:
                 # A later tool round may start the reply over: then it is printed anew.
@@ -154,7 +245,6 @@ class Chat:
                 if body["status"] == "failed":
                     raise ApiError(f"{body['error']}: {body['message']}")
                 return body
-            time.sleep(POLL_SECONDS)
 
 
 def lines():
@@ -180,7 +270,10 @@ def lines():
 def main() -> None:
     endpoint = os.environ.get("ENDPOINT", f"http://127.0.0.1:{os.environ.get('PORT', '3000')}").rstrip("/")
     chat = Chat(Client(endpoint), "")
-    chat.enter(os.environ.get("SESSION", f"chat-{uuid.uuid4().hex[:8]}"))
+    try:
+        chat.enter(os.environ.get("SESSION", f"chat-{uuid.uuid4().hex[:8]}"))
+    except ApiError as error:
+        sys.exit(f"! {error}")
     print("/help for commands, Ctrl-D to quit")
     for line in lines():
         if not line.strip():
