@@ -169,6 +169,7 @@ class ThrottlingApi(BaseHTTPRequestHandler):
     requests: list[tuple[float, str, str, int]] = []  # (time, method, path, status)
     throttled: set[str] = set()
     polls = 0
+    idempotency_keys: list[str] = []  # of every POST
 
     def answer(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
         ThrottlingApi.requests.append((time.monotonic(), self.command, self.path, status))
@@ -201,10 +202,8 @@ class ThrottlingApi(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
-        self.headers_seen.append(self.headers["Idempotency-Key"])
+        ThrottlingApi.idempotency_keys.append(self.headers["Idempotency-Key"])
         self.throttle_once("post") or self.answer(202, {"session_id": "s", "turn_id": "t1", "status": "running"})
-
-    headers_seen: list[str] = []
 
     def log_message(self, *args):
         pass
@@ -212,7 +211,7 @@ class ThrottlingApi(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def throttling_api():
-    ThrottlingApi.requests, ThrottlingApi.throttled, ThrottlingApi.polls, ThrottlingApi.headers_seen = [], set(), 0, []
+    ThrottlingApi.requests, ThrottlingApi.throttled, ThrottlingApi.polls, ThrottlingApi.idempotency_keys = [], set(), 0, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), ThrottlingApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -234,7 +233,7 @@ def test_a_throttled_chat_waits_as_told_and_never_abandons_a_running_turn(chat, 
     for (when, *_, status), (next_when, *_) in zip(requests, requests[1:]):
         if status == 429:
             assert next_when - when >= 1
-    keys = ThrottlingApi.headers_seen
+    keys = ThrottlingApi.idempotency_keys
     assert len(keys) == 2 and keys[0] == keys[1]
     # And the turn's polls came at least FIRST_POLL_SECONDS apart
     polls = [when for when, method, path, _ in requests if "/turns/" in path]
