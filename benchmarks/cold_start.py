@@ -108,7 +108,7 @@ def run(endpoint: str) -> Section:
             f"Median of {SAMPLES} fresh processes per row, interleaved; ratios are to the median of "
             "`import boto3` in the same run. Each handler builds its settings and (the API) its routes at "
             "import, module level, so a warm invocation reuses them; its DynamoDB client is built on first use "
-            "(agent.config.OnFirstUse), so /health and /openapi.json never build it, and at a SnapStart init "
+            "(agent.wiring.OnFirstUse), so /health and /openapi.json never build it, and at a SnapStart init "
             "(AWS_LAMBDA_INITIALIZATION_TYPE=snap-start), so the snapshot holds it. The 'made of' rows add the "
             "pieces one by one, the client included. 'first model built' adds what the first turn builds "
             "before calling the model (`handler.model()`, no network call).",

@@ -25,7 +25,6 @@ that starts after the erasure finds no status. Either is logged `turn_erased`, n
 suppressed write: nothing failed.
 """
 
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -47,8 +46,6 @@ TIMED_OUT = {"error": "turn_timed_out", "message": "the turn did not finish in t
 WORKER_UNAVAILABLE = {"error": "worker_unavailable", "message": "the turn could not be started; retry later"}
 # `make dev` and tests: turns running at once in one local process (a Lambda worker runs one each).
 LOCAL_WORKERS = 8
-# The Lambda Invoke call itself (it only queues the event): fail in seconds, as memory calls do.
-INVOKE_CONNECT_SECONDS, INVOKE_READ_SECONDS, INVOKE_ATTEMPTS = 1, 3, 2
 
 
 class WorkerUnavailable(Exception):
@@ -194,10 +191,12 @@ def _finish_best_effort(statuses: TurnStatusStore, job: Job, token: str, logger,
                                                          "error": type(error).__name__})
 
 
-def dispatcher(worker_function: str | None, *, run: Callable[[Job], None], logger) -> Callable[[Job], None]:
-    """How accepted turns reach a worker: the worker Lambda, or (no function name: locally) a thread."""
-    if worker_function:
-        return _lambda_dispatch(worker_function)
+def dispatcher(invoke_worker: Callable[[dict], None] | None, *, run: Callable[[Job], None],
+               logger) -> Callable[[Job], None]:
+    """How accepted turns reach a worker: the worker Lambda (`invoke_worker`, agent.wiring), or
+    (locally, none) `run` on a thread of this process."""
+    if invoke_worker:
+        return lambda job: invoke_worker(asdict(job))
     pool = ThreadPoolExecutor(max_workers=LOCAL_WORKERS, thread_name_prefix="async-turn")
 
     def in_thread(job: Job) -> None:
@@ -210,19 +209,3 @@ def dispatcher(worker_function: str | None, *, run: Callable[[Job], None], logge
         pool.submit(guarded)
 
     return in_thread
-
-
-def _lambda_dispatch(function_name: str) -> Callable[[Job], None]:
-    from botocore.config import Config
-
-    from memory.client import session
-
-    client = session().create_client("lambda", config=Config(
-        connect_timeout=INVOKE_CONNECT_SECONDS, read_timeout=INVOKE_READ_SECONDS,
-        retries={"mode": "standard", "total_max_attempts": INVOKE_ATTEMPTS},
-    ))
-
-    def invoke(job: Job) -> None:
-        client.invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(asdict(job)).encode())
-
-    return invoke

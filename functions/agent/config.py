@@ -1,16 +1,12 @@
 """Configuration from the environment, read and validated once per cold start."""
 
 import os
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.providers import DEFAULT_MAX_OUTPUT_TOKENS
 from agent.shared import DEFAULT_MAX_TURNS, DEFAULT_MODEL_IDS, DEFAULT_SESSION_TTL_DAYS, PROVIDERS
-from memory.conversation import ConversationStore
-from memory.long_term import DEFAULT_MAX_BYTES, DEFAULT_MAX_FACTS, DEFAULT_MAX_VALUE_CHARS, FactLimits, FactStore
-from memory.resilient import ResilientMemory
-from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES, WindowPolicy
+from memory.long_term import DEFAULT_MAX_BYTES, DEFAULT_MAX_FACTS, DEFAULT_MAX_VALUE_CHARS
+from memory.window import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_STRATEGY, MODEL_CONTEXT_TOKENS, STRATEGIES
 
 # Room for the largest message (16,000 characters: ~4,000 tokens, more with JSON escapes), the tool
 # loop's reserve (agent.turn: 6,144) and the system prompt with the tools: less could not hold a turn.
@@ -90,43 +86,6 @@ class Settings:
             raise ConfigError(f"MODEL_MAX_OUTPUT_TOKENS must be from {MIN_OUTPUT_TOKENS} to {MAX_OUTPUT_TOKENS}")
         _check_window(settings)
         return settings
-
-
-class OnFirstUse:
-    """A client that is built on its first use, not at import: a route that never calls it (/health,
-    /openapi.json) never pays for it (botocore loads the service's model and endpoint rules: ~0.6x of
-    `import boto3`, benchmarks/cold_start.py). A SnapStart init calls build(), so the client is in the
-    snapshot and no restored environment builds it."""
-
-    def __init__(self, build: Callable[[], object]):
-        self._build, self._client, self._lock = build, None, threading.Lock()
-
-    def build(self):
-        with self._lock:  # the facts and the window are read on two threads at once
-            if self._client is None:
-                self._client = self._build()
-        return self._client
-
-    def __getattr__(self, name: str):
-        return getattr(self.build(), name)
-
-
-def memory_from(settings: Settings, *, client, logger) -> ResilientMemory:
-    """The memory of every function that runs turns (the API and the worker), configured alike."""
-    return ResilientMemory(
-        conversations=ConversationStore(client=client, table_name=settings.sessions_table,
-                                        ttl_days=settings.session_ttl_days),
-        facts=FactStore(
-            client=client,
-            table_name=settings.long_term_table,
-            limits=FactLimits(max_facts=settings.max_facts, max_value_chars=settings.max_fact_value_chars,
-                              max_bytes=settings.max_fact_bytes),
-        ),
-        logger=logger,
-        max_turns=settings.max_turns,
-        window=WindowPolicy(strategy=settings.memory_strategy, max_prompt_tokens=settings.max_prompt_tokens),
-        write_drill_until=settings.write_drill_until,
-    )
 
 
 def _check_window(settings: Settings) -> None:

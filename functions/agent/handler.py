@@ -3,7 +3,6 @@
 import base64
 import binascii
 import json
-import os
 import re
 import time
 from http import HTTPStatus
@@ -15,38 +14,27 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
-from agent import async_turns, observation, snapstart
+from agent import async_turns, observation, snapstart, wiring
 from agent.api import (HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
                        FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
 from agent.budget import SYNC_MODEL_SECONDS
-from agent.config import OnFirstUse, Settings, memory_from
 from agent.failures import TurnFailure
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
 from agent.observability import logger, metrics, thread_metrics
-from agent.providers import Model, configured_model, preload
+from agent.providers import Model, configured_model
 from agent.tracing import tracer
 from agent.turn import run_turn
-from memory.client import dynamodb_client
 from memory.errors import Erased, InvalidToken, SessionNotFound
 from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact
-from memory.turn_status import TurnStatusStore
 
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
 # (DynamoDB partition keys stop at 2 KB), so it is no identity at all.
 USER_ID = re.compile(r"[\x20-\x7e]{1,255}")
 ENTERED = "entered"  # app.context: time.monotonic() when the request entered the handler
 
-settings = Settings.from_env()
-# SnapStart snapshots the init phase once per published version, and restored environments skip it:
-# the model SDK and clients built here (~1 s) are in the snapshot instead of in each restored
-# environment's first turn. Without SnapStart they stay lazy, so routes without a turn never pay for them.
-dynamodb = OnFirstUse(dynamodb_client)
-if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
-    preload(settings)
-    dynamodb.build()
-memory = memory_from(settings, client=dynamodb, logger=logger)
+services = wiring.services(logger=logger)
+settings, dynamodb, memory, statuses = services.settings, services.dynamodb, services.memory, services.statuses
 idempotency = Idempotency(client=dynamodb, table_name=settings.sessions_table, logger=logger)
-statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
 
 
 def work_here(job: async_turns.Job) -> None:
@@ -56,7 +44,7 @@ def work_here(job: async_turns.Job) -> None:
     turn_metrics.flush_metrics()
 
 
-dispatch = async_turns.dispatcher(settings.worker_function, logger=logger, run=work_here)
+dispatch = async_turns.dispatcher(services.worker_invoker(), run=work_here, logger=logger)
 
 
 def _json(body) -> str:

@@ -3,26 +3,16 @@ Lambda with a turn's keys, it runs the turn once and writes its status. A failur
 (DynamoDB unreachable before the claim) fails the invocation, and Lambda retries it; after the
 retries, the event goes to the dead-letter queue, and the status's deadline reports the turn failed."""
 
-import os
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from agent import snapstart
+from agent import snapstart, wiring
 from agent.async_turns import Job, work
-from agent.config import OnFirstUse, Settings, memory_from
 from agent.observability import logger, metrics
-from agent.providers import configured_model, preload
+from agent.providers import configured_model
 from agent.tracing import tracer
-from memory.client import dynamodb_client
-from memory.turn_status import TurnStatusStore
 
-settings = Settings.from_env()
-dynamodb = OnFirstUse(dynamodb_client)
-if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":  # into the snapshot (agent.handler)
-    preload(settings)
-    dynamodb.build()
-memory = memory_from(settings, client=dynamodb, logger=logger)
-statuses = TurnStatusStore(client=dynamodb, table_name=settings.sessions_table, conversations=memory.conversations)
+services = wiring.services(logger=logger)
+settings, dynamodb, memory, statuses = services.settings, services.dynamodb, services.memory, services.statuses
 
 
 def lambda_handler(event: dict, context: LambdaContext) -> dict | None:

@@ -5,39 +5,30 @@ sk prefix TURN#; the summary's own key does not match it). Failed sessions come 
 failures: the mapping retries them a bounded number of times, then hands them to its on-failure
 destination. No turn ever waits for this function."""
 
-import functools
-
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics
 
-from agent.config import Settings
+from agent import wiring
+from agent.providers import configured_model
 from agent.shared import COMPACTOR_SERVICE as SERVICE
 from agent.shared import METRICS_NAMESPACE
-from agent.providers import configured_model
 from compactor.logic import Compactor, process
-from memory.client import dynamodb_client
-from memory.conversation import ConversationStore
 
 # RFC 3339 timestamps: without one, Lambda's log-level filter reads a line as INFO whatever its level.
 logger = Logger(service=SERVICE, use_rfc3339=True)
 metrics = Metrics(service=SERVICE, namespace=METRICS_NAMESPACE)
-settings = Settings.from_env()
-
-
-@functools.cache
-def conversations() -> ConversationStore:
-    """Built by the first batch, not at import, as the other functions build theirs on first use
-    (agent.config.OnFirstUse): the same work, but the module's import stays near `import boto3`
-    (benchmarks/cold_start.py). This function has no SnapStart, and nobody waits for it."""
-    return ConversationStore(client=dynamodb_client(), table_name=settings.sessions_table,
-                             ttl_days=settings.session_ttl_days)
+services = wiring.services(logger=logger)
+settings = services.settings
+# Its client is built by the first batch, not at import (agent.wiring.OnFirstUse): the module's import
+# stays near `import boto3` (benchmarks/cold_start.py). This function has no SnapStart.
+conversations = services.memory.conversations
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
     compactor = Compactor(
-        conversations=conversations(),
+        conversations=conversations,
         model=configured_model(settings),
         trigger_turns=settings.compaction_trigger_turns,
         summary_max_tokens=settings.summary_max_tokens,

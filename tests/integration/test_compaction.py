@@ -102,7 +102,7 @@ def compacting_stack(handler, monkeypatch):
     monkeypatch.setattr(handler, "memory", ResilientMemory(
         conversations=handler.memory.conversations, facts=handler.memory.facts, logger=logger, max_turns=6,
         window=WindowPolicy(strategy="compaction")))
-    monkeypatch.setattr(compactor, "conversations", lambda: handler.memory.conversations)
+    monkeypatch.setattr(compactor, "conversations", handler.memory.conversations)
     monkeypatch.setattr(compactor, "settings", dataclasses.replace(
         compactor.settings, memory_strategy="compaction", compaction_trigger_turns=TRIGGER))
     server = make_server(handler.lambda_handler, free_port(), turn_stream(compactor.lambda_handler))

@@ -70,7 +70,7 @@ def checked_stack(handler, monkeypatch):
     monkeypatch.setattr(handler, "memory", ResilientMemory(
         conversations=handler.memory.conversations, facts=handler.memory.facts, logger=logger,
         max_turns=MAX_TURNS, window=WindowPolicy(strategy="compaction", max_prompt_tokens=BUDGET)))
-    monkeypatch.setattr(compactor, "conversations", lambda: handler.memory.conversations)
+    monkeypatch.setattr(compactor, "conversations", handler.memory.conversations)
     monkeypatch.setattr(compactor, "settings", dataclasses.replace(
         compactor.settings, memory_strategy="compaction", compaction_trigger_turns=TRIGGER,
         max_prompt_tokens=BUDGET))

@@ -252,12 +252,12 @@ def test_the_lambda_handler_compacts_from_a_stream_event(dynamodb, monkeypatch):
     monkeypatch.setitem(os.environ, "MEMORY_COMPACTION_TRIGGER_TURNS", str(TRIGGER))
     monkeypatch.setitem(os.environ, "AGENT_MODEL_PROVIDER", "offline")
     handler = importlib.reload(importlib.import_module("compactor.handler"))
-    stored_turns(handler.conversations(), TRIGGER)
+    stored_turns(handler.conversations, TRIGGER)
     # When the stream delivers the newest turn
     response = handler.lambda_handler({"Records": [record("s1", f"{TRIGGER:013d}-0000")]}, LambdaContext())
     # Then the offline model's summary is stored
     assert response == {"batchItemFailures": []}
-    summary, _ = handler.conversations().load_window("u1", "s1", limit=20)
+    summary, _ = handler.conversations.load_window("u1", "s1", limit=20)
     assert summary.text.startswith("[offline model]") and summary.covered_turns == KEEP
 
 
