@@ -17,8 +17,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
+
+from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError,
+                                 NoRegionError, PartialCredentialsError)
 
 from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD
+from infra.settings import Settings
 
 STACK_NAME = "DurableAgentMemory"
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "cdk.context.json"
@@ -37,6 +42,12 @@ MIN_UNRESERVED_CONCURRENCY = 100
 # An alarm action runs within seconds of the state change; the history may take a little longer to show it.
 ALARM_CHECK_WAIT_SECONDS = 120
 ALARM_CHECK_POLL_SECONDS = 5
+# The error codes of AWS's common errors for credentials that are expired, unknown or wrongly signed
+# (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html and each service's own list).
+BAD_CREDENTIALS = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId",
+                   "UnrecognizedClientException", "SignatureDoesNotMatch", "IncompleteSignature",
+                   "InvalidSignatureException"}
+CHECK_CREDENTIALS = "renew them (aws sso login, or aws configure) and check: aws sts get-caller-identity"
 
 
 class UsageError(Exception):
@@ -45,7 +56,8 @@ class UsageError(Exception):
 
 def remember(assignments: list[str], context_file: Path = CONTEXT_FILE) -> dict[str, str]:
     """Merges `key=value` settings into the remembered context (an empty value forgets the key) and
-    returns the deployment's settings after the merge."""
+    returns the deployment's settings after the merge. Settings the stack would refuse are refused
+    here, before anything is saved: a saved bad value would break every later deploy."""
     context = json.loads(context_file.read_text()) if context_file.exists() else {}
     for assignment in assignments:
         key, equals, value = assignment.partition("=")
@@ -57,6 +69,11 @@ def remember(assignments: list[str], context_file: Path = CONTEXT_FILE) -> dict[
             context[key] = value
         else:
             context.pop(key, None)
+    try:
+        Settings.from_context(SimpleNamespace(try_get_context=context.get))
+    except ValueError as error:
+        raise UsageError(f"{error}; nothing saved (fix it with CONTEXT=\"key=value\"; an empty value "
+                         "forgets a setting)") from None
     context_file.write_text(json.dumps(context, indent=2, sort_keys=True) + "\n")
     return {key: context[key] for key in REMEMBERED if key in context}
 
@@ -68,21 +85,52 @@ def describe(settings: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+class StackNotDeployed(UsageError):
+    pass
+
+
 def stack_outputs(cloudformation) -> dict[str, str]:
-    (stack,) = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"]
+    try:
+        (stack,) = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"]
+    except ClientError as error:
+        # "If the stack doesn't exist, a ValidationError is returned"
+        # (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html).
+        if error.response["Error"]["Code"] == "ValidationError" and "does not exist" in str(error):
+            region = cloudformation.meta.region_name
+            raise StackNotDeployed(f"the stack {STACK_NAME} is not deployed in {region} for these credentials: "
+                                   "run make deploy, or set AWS_REGION to the region it is in") from None
+        raise
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
 def deployed_outputs(boto3) -> dict[str, str]:
     """The stack's outputs, or none before its first deploy."""
-    from botocore.exceptions import ClientError
-
     try:
         return stack_outputs(boto3.client("cloudformation"))
-    except ClientError as error:
-        if "does not exist" in str(error):
-            return {}
-        raise
+    except StackNotDeployed:
+        return {}
+
+
+def aws_problem(error: BotoCoreError | ClientError) -> str:
+    """An AWS error in one line: what went wrong and what to do about it."""
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return ("no AWS credentials in this shell: set them up (aws configure, aws sso login, AWS_PROFILE=...) "
+                "and check: aws sts get-caller-identity")
+    if isinstance(error, NoRegionError):
+        return "no AWS region: export AWS_REGION=<the stack's region> (or set one in your profile: aws configure)"
+    if isinstance(error, EndpointConnectionError):
+        return f"cannot reach AWS ({error}): check the network, and that AWS_REGION is a region"
+    if not isinstance(error, ClientError):
+        return f"AWS credentials or configuration: {error}"  # botocore's own words (an SSO token to renew, ...)
+    code, message = error.response["Error"].get("Code", ""), error.response["Error"].get("Message", "")
+    operation = error.operation_name
+    if code in BAD_CREDENTIALS:
+        return f"AWS refused the credentials in {operation} ({code}: {message}): {CHECK_CREDENTIALS}"
+    if code in ("AccessDenied", "AccessDeniedException"):
+        return f"these credentials may not call {operation} ({message}): use a role or user allowed to"
+    if code == "NotAuthorizedException" and operation == "InitiateAuth":
+        return f"Cognito refused the sign-in ({message}): check EMAIL and PASSWORD (docs/DEPLOY.md, step 4)"
+    return f"AWS {operation} failed: {code}: {message}"
 
 
 def token(outputs: dict[str, str], cognito, email: str, password: str) -> str:
@@ -225,9 +273,18 @@ def main(argv: list[str]) -> None:
         raise UsageError(f"unknown verb {verb!r}")
 
 
-if __name__ == "__main__":
+def run(argv: list[str]) -> int:
+    """The verb's exit status; its errors go to stderr in one line each, never as a traceback."""
     try:
-        main(sys.argv[1:])
+        main(argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    except (BotoCoreError, ClientError) as error:
+        print(f"error: {aws_problem(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

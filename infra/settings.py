@@ -1,17 +1,23 @@
 """Deploy-time settings, read once from CDK context (`cdk deploy -c key=value`).
 
-Defaults live here, not in cdk.json, so a test's `App(context=...)` and the CLI agree.
+Defaults live here, not in cdk.json, so a test's `App(context=...)` and the CLI agree. No CDK import
+at run time: `make deploy` validates the settings with this class before it saves them.
 """
 
+import re
 import time
 from dataclasses import dataclass
-
-from constructs import Node
+from typing import TYPE_CHECKING
 
 from functions.agent.shared import DEFAULT_MODEL_IDS, PROVIDERS
 from functions.memory.window import STRATEGIES
 
+if TYPE_CHECKING:
+    from constructs import Node
+
 SECONDS_PER_MINUTE = 60
+# One address, name@domain.tld: a mistyped one would fail only inside CloudFormation, half way.
+EMAIL_ADDRESS = re.compile(r"[^@\s,;]+@[^@\s,;]+\.[^@\s,;.]+")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,21 +46,28 @@ class Settings:
             raise ValueError("jwtIssuer and jwtAudience go together")
         if self.worker_reserved_concurrency is not None and self.worker_reserved_concurrency < 1:
             raise ValueError("workerReservedConcurrency must be a positive number of executions")
+        if self.alarm_email is not None and not EMAIL_ADDRESS.fullmatch(self.alarm_email):
+            raise ValueError(f"alarmEmail must be one e-mail address (name@example.com), got {self.alarm_email!r}")
 
     @classmethod
-    def from_context(cls, node: Node, *, now: float | None = None) -> "Settings":
+    def from_context(cls, node: "Node", *, now: float | None = None) -> "Settings":
         def get(key: str) -> str | None:
             value = node.try_get_context(key)
             return None if value in (None, "") else str(value)
 
+        def whole_number(key: str) -> int | None:
+            value = get(key)
+            if value is not None and not value.isdigit():
+                raise ValueError(f"{key} must be a whole number, got {value!r}")
+            return None if value is None else int(value)
+
         provider = get("modelProvider") or "anthropic"
-        drill_minutes = get("alarmDrillMinutes")
+        drill_minutes = whole_number("alarmDrillMinutes")
         drill_until = None
         if drill_minutes is not None:
             started = time.time() if now is None else now
-            drill_until = int(started) + int(drill_minutes) * SECONDS_PER_MINUTE
+            drill_until = int(started) + drill_minutes * SECONDS_PER_MINUTE
         audience = get("jwtAudience")
-        reserved = get("workerReservedConcurrency")
         return cls(
             model_provider=provider,
             model_id=get("modelId") or DEFAULT_MODEL_IDS.get(provider, ""),
@@ -63,5 +76,5 @@ class Settings:
             memory_write_drill_until=drill_until,
             jwt_issuer=get("jwtIssuer"),
             jwt_audience=tuple(a.strip() for a in audience.split(",")) if audience else (),
-            worker_reserved_concurrency=int(reserved) if reserved else None,
+            worker_reserved_concurrency=whole_number("workerReservedConcurrency"),
         )

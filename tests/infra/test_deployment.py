@@ -3,11 +3,14 @@ subscription; a drill keeps the provider, issuer and strategy), and the outputs,
 drill-turn helpers against moto's Cognito and Secrets Manager."""
 
 import json
+import os
 import re
 import subprocess
+import sys
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD as ALARM_THRESHOLD
@@ -66,10 +69,34 @@ def test_a_drill_or_an_unknown_key_is_refused_and_nothing_is_written(context_fil
     assert not context_file.exists()
 
 
+@pytest.mark.parametrize("assignment", [
+    "modelProvider=Bedrock", "memoryStrategy=fifo", "alarmEmail=oncall@example", "alarmEmail=a@example.com,b@example.com",
+    "workerReservedConcurrency=five", "workerReservedConcurrency=0", "jwtIssuer=https://issuer.example.com"])
+def test_a_value_the_stack_would_refuse_is_refused_before_anything_is_saved(context_file, assignment):
+    # Given remembered settings
+    remember(["alarmEmail=oncall@example.com", "modelProvider=bedrock"], context_file)
+    saved = context_file.read_text()
+    # When a deploy names a value the stack cannot be built with
+    with pytest.raises(UsageError) as refused:
+        remember([assignment], context_file)
+    # Then the message names the setting, and the file is as it was
+    assert assignment.partition("=")[0] in str(refused.value) and "nothing saved" in str(refused.value)
+    assert context_file.read_text() == saved
+
+
+def test_a_bad_value_already_saved_is_named_until_it_is_forgotten(context_file):
+    # Given a file edited by hand with a provider the stack does not know
+    context_file.write_text(json.dumps({"modelProvider": "Bedrock"}))
+    # Then every deploy refuses it in words, and an empty value forgets it
+    with pytest.raises(UsageError, match="modelProvider must be one of"):
+        remember([], context_file)
+    assert remember(["modelProvider="], context_file) == {}
+
+
 def test_every_setting_the_stack_reads_is_remembered_except_the_drill():
     # A setting missing here would silently fall back to its default on the next deploy.
     source = (REPO_ROOT / "infra" / "settings.py").read_text()
-    assert set(re.findall(r'get\("(\w+)"\)', source)) == set(REMEMBERED) | set(ONE_SHOT)
+    assert set(re.findall(r'(?:get|whole_number)\("(\w+)"\)', source)) == set(REMEMBERED) | set(ONE_SHOT)
 
 
 def make_dry_run(*arguments: str) -> list[str]:
@@ -117,13 +144,60 @@ def aws(monkeypatch):
         yield
 
 
-def test_token_signs_in_an_admin_created_user_with_a_permanent_password(aws):
+def test_a_stack_that_is_not_deployed_is_one_line_with_what_to_do(aws, capsys):
+    assert deployment.run(["outputs"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"error: the stack {deployment.STACK_NAME} is not deployed in us-east-1 for these credentials: "
+                    "run make deploy, or set AWS_REGION to the region it is in")
+
+
+def test_no_credentials_is_one_line_with_what_to_do_not_a_traceback(tmp_path):
+    # A shell without credentials: no keys, no profile files, no instance metadata to ask
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
+    for verb in ("outputs", "token", "secret"):
+        run = subprocess.run([sys.executable, "-m", "infra.deployment", verb], cwd=REPO_ROOT, env=env,
+                             capture_output=True, text=True)
+        assert run.returncode == 1, verb
+        assert run.stderr.splitlines() == ["error: no AWS credentials in this shell: set them up (aws configure, "
+                                           "aws sso login, AWS_PROFILE=...) and check: aws sts get-caller-identity"]
+
+
+@pytest.mark.parametrize(("code", "operation", "expected"), [
+    ("ExpiredToken", "DescribeStacks", "AWS refused the credentials in DescribeStacks (ExpiredToken: the message): "
+     "renew them (aws sso login, or aws configure) and check: aws sts get-caller-identity"),
+    ("AccessDenied", "DescribeStacks", "these credentials may not call DescribeStacks (the message): use a role or "
+     "user allowed to"),
+    ("ThrottlingException", "PutSecretValue", "AWS PutSecretValue failed: ThrottlingException: the message"),
+])
+def test_an_aws_error_is_one_line_that_says_what_to_do(code, operation, expected):
+    error = ClientError({"Error": {"Code": code, "Message": "the message"}}, operation)
+    assert deployment.aws_problem(error) == expected
+
+
+@pytest.fixture
+def user_pool(aws):
+    """moto's Cognito with a user pool, its CLI client and the user a@example.com (no password yet)."""
     cognito = boto3.client("cognito-idp")
     pool = cognito.create_user_pool(PoolName="users")["UserPool"]["Id"]
     client = cognito.create_user_pool_client(UserPoolId=pool, ClientName="cli",
                                              ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"])["UserPoolClient"]
     cognito.admin_create_user(UserPoolId=pool, Username="a@example.com", MessageAction="SUPPRESS")
-    outputs = deployment.stack_outputs(Stack({"UserPoolClientId": client["ClientId"]}))
+    return cognito, pool, client["ClientId"]
+
+
+def test_a_wrong_password_is_said_as_such(user_pool):
+    cognito, pool, client_id = user_pool
+    cognito.admin_set_user_password(UserPoolId=pool, Username="a@example.com", Password="a-Long-pass-1!", Permanent=True)
+    with pytest.raises(ClientError) as refused:
+        deployment.token({"UserPoolClientId": client_id}, cognito, "a@example.com", "wrong")
+    assert deployment.aws_problem(refused.value).endswith("check EMAIL and PASSWORD (docs/DEPLOY.md, step 4)")
+
+
+def test_token_signs_in_an_admin_created_user_with_a_permanent_password(user_pool):
+    cognito, pool, client_id = user_pool
+    outputs = deployment.stack_outputs(Stack({"UserPoolClientId": client_id}))
 
     # A temporary password asks for a new one: said in words, not a KeyError
     cognito.admin_set_user_password(UserPoolId=pool, Username="a@example.com", Password="Temp-Pass-123!", Permanent=False)
