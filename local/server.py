@@ -173,14 +173,14 @@ def main() -> None:
     # DynamoDB Local; a SIGTERM arriving before gunicorn runs takes the same way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        sock = listening_socket(port, "PORT", f"PORT={port + 1} make dev")
+        sock = listening_socket(port, "PORT", "PORT={port} make dev")
         if os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
             serve(os.environ["AWS_ENDPOINT_URL_DYNAMODB"], sock, workers)
             return
         dynamodb_port = int(os.environ.get("DYNAMODB_LOCAL_PORT", "8000"))
         data_dir = ROOT / os.environ.get("LOCAL_DATA_DIR", ".local-data")
         with embedded_dynamodb(port=dynamodb_port, data_dir=data_dir) as (endpoint, kind):
-            print(f"{kind} on {endpoint}, data in {data_dir}", flush=True)
+            print(f"{kind} on {endpoint}", flush=True)
             serve(endpoint, sock, workers)
     except PortInUse as busy:
         sys.exit(str(busy))

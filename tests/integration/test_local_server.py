@@ -2,6 +2,7 @@
 and processes that stop and refuse cleanly. All through real sockets and real subprocesses."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,6 +140,33 @@ def test_a_busy_http_port_is_refused_in_one_line(dynamodb_endpoint, reliability)
     [line] = result.stderr.strip().splitlines()
     assert result.returncode == 1 and f"port {busy} is in use" in line and "PORT" in line
     reliability("Local server", "HTTP port already in use", "refused in one line")
+
+
+def held_port_pair() -> tuple[socket.socket, socket.socket]:
+    """Two listening sockets on consecutive ports, as when another `make dev` holds the next one too."""
+    while True:
+        first = socket.create_server(("127.0.0.1", 0))
+        try:
+            return first, socket.create_server(("127.0.0.1", first.getsockname()[1] + 1))
+        except OSError:
+            first.close()
+
+
+def test_the_port_proposed_for_a_busy_one_is_free(dynamodb_endpoint):
+    # Given the port and the one after it both in use
+    held = held_port_pair()
+    busy = held[0].getsockname()[1]
+    try:
+        result = subprocess.run([sys.executable, "-m", "local.server"], cwd=ROOT, capture_output=True, text=True,
+                                env=stack_env(PORT=str(busy), AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint), timeout=60)
+        # Then the port it proposes is neither of them, and free
+        [line] = result.stderr.strip().splitlines()
+        (proposed,) = re.findall(r"PORT=(\d+) make dev", line)
+        assert int(proposed) not in (busy, busy + 1)
+        listening_socket(int(proposed), "", "").close()
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_the_console_has_a_banner_an_access_line_and_a_stop_line(dynamodb_endpoint, tables):
