@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -140,6 +141,17 @@ def test_a_busy_http_port_is_refused_in_one_line(dynamodb_endpoint, reliability)
     [line] = result.stderr.strip().splitlines()
     assert result.returncode == 1 and f"port {busy} is in use" in line and "PORT" in line
     reliability("Local server", "HTTP port already in use", "refused in one line")
+
+
+def test_without_java_the_console_says_once_where_the_data_is(tmp_path):
+    # Given a machine without Java: only the Python running the tests on the PATH
+    env = stack_env(PATH=str(Path(sys.executable).parent), DYNAMODB_LOCAL_PORT=str(free_port()),
+                    LOCAL_DATA_DIR=str(tmp_path))
+    # When the server starts, on moto's fallback
+    output = stop_server(start_server(env, free_port()))
+    # Then its line says the data is in memory only, and names no data directory
+    (line,) = [line for line in output.splitlines() if line.startswith("moto server")]
+    assert "in memory only" in line and "data in" not in line and str(tmp_path) not in line
 
 
 def held_port_pair() -> tuple[socket.socket, socket.socket]:
