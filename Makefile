@@ -19,7 +19,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -r
 
 $(SERVE_STAMP): requirements-serve.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@echo "installing the serving dependencies into $(VENV) (about a minute on first run)..."
+	@echo "installing the serving dependencies into $(VENV) (about two minutes on first run)..."
 	@$(PIP_INSTALL) requirements-serve.txt
 	@touch $@
 	@echo "done"

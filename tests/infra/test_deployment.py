@@ -110,6 +110,14 @@ def test_every_declared_verb_has_a_recipe():
         assert not any("Nothing to be done" in line for line in make_dry_run(verb)), verb
 
 
+def test_a_first_install_says_what_it_installs_and_when_it_is_done():
+    # -W: as if requirements-serve.txt had just changed, so the install's recipe runs (dry)
+    lines = make_dry_run("-W", "requirements-serve.txt", ".venv/.installed-serve")
+    (installing,) = [i for i, line in enumerate(lines) if line.startswith('echo "installing the serving')]
+    (pip,) = [i for i, line in enumerate(lines) if "pip install" in line]
+    assert installing < pip < lines.index('echo "done"')
+
+
 def test_make_deploy_remembers_first_and_passes_no_context_on_the_command_line():
     lines = make_dry_run("deploy", "ALARM_EMAIL=oncall@example.com", "CONTEXT=modelProvider=bedrock")
     (remembering,) = [i for i, line in enumerate(lines) if "infra.deployment remember" in line]
