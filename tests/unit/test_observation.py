@@ -4,10 +4,12 @@ each kind of failure under the same event name (agent.observation)."""
 
 import importlib
 import json
+import sys
 from dataclasses import asdict
 
 import pytest
 
+import agent
 from agent.providers import ModelError
 from fakes import ScriptedModel, captured_logs, text
 from local.gateway import LocalContext, to_event
@@ -31,10 +33,16 @@ class FailingModel:
 
 @pytest.fixture
 def functions(dynamodb, monkeypatch):
-    """The API and worker modules, imported as Lambda's init imports them (moto is already active)."""
+    """The API and worker modules, imported as Lambda's init imports them (moto is already active),
+    and forgotten afterwards: their clients, built here on moto, must not serve a later test."""
     for name, value in {"SESSIONS_TABLE_NAME": "sessions", "LONG_TERM_TABLE_NAME": "long-term",
                         "AGENT_MODEL_PROVIDER": "offline"}.items():
         monkeypatch.setenv(name, value)
+    for name in ("handler", "worker"):
+        monkeypatch.setitem(sys.modules, f"agent.{name}", None)  # put back (or removed) on teardown
+        monkeypatch.setattr(agent, name, None, raising=False)
+        del sys.modules[f"agent.{name}"]
+        delattr(agent, name)
     return importlib.import_module("agent.handler"), importlib.import_module("agent.worker")
 
 
