@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Path parameter patterns are anchored: pydantic's (Rust) regex searches, and `$` there is the end
-# of the text, not a newline. A fact key's is memory.long_term.FACT_KEY, anchored (agent.handler).
+# of the text, not a newline. A fact key's is memory.long_term.FACT_KEY, anchored, with its length (agent.handler).
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 # 16,000 characters is ~4,000 tokens: a long message, and with the tool loop's blocks a turn stays
 # far below DynamoDB's 400 KB item limit (at most 4 bytes per character: 64 KB for the message).

@@ -25,6 +25,7 @@ that starts after the erasure finds no status. Either is logged `turn_erased`, n
 suppressed write: nothing failed.
 """
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from memory.turn_status import DONE, FAILED, RUNNING, TurnStatus, TurnStatusStor
 from memory.turns import new_turn_id
 
 RESPOND_ASYNC = "respond-async"
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"?')  # RFC 9110 quoted-string (an unclosed one runs to the end)
 TIMED_OUT = {"error": "turn_timed_out", "message": "the turn did not finish in time; send it again"}
 WORKER_UNAVAILABLE = {"error": "worker_unavailable", "message": "the turn could not be started; retry later"}
 # `make dev` and tests: turns running at once in one local process (a Lambda worker runs one each).
@@ -63,8 +65,13 @@ class Job:
 
 
 def wants_async(prefer: str | None) -> bool:
-    """RFC 7240: `Prefer: respond-async`, possibly among other preferences."""
-    return bool(prefer) and any(p.split(";")[0].strip().lower() == RESPOND_ASYNC for p in prefer.split(","))
+    """RFC 7240: `Prefer: respond-async`, possibly among other preferences, which are ignored
+    whatever they are and however long (section 2: a server MUST ignore a preference it does not
+    support). A quoted value is a value: no comma or semicolon in it starts a preference."""
+    if not prefer:
+        return False
+    unquoted = _QUOTED.sub('""', prefer)
+    return any(p.split(";")[0].split("=")[0].strip().lower() == RESPOND_ASYNC for p in unquoted.split(","))
 
 
 def accept(*, memory: ResilientMemory, statuses: TurnStatusStore, dispatch: Callable[[Job], None], user_id: str,

@@ -25,7 +25,7 @@ from agent.providers import Model, configured_model
 from agent.tracing import tracer
 from agent.turn import run_turn
 from memory.errors import Erased, InvalidToken, SessionNotFound
-from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact
+from memory.long_term import FACT_KEY, FACT_KEY_MAX_CHARS, FactsLimitReached, InvalidFact
 
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
 # (DynamoDB partition keys stop at 2 KB), so it is no identity at all.
@@ -86,10 +86,11 @@ def _answers(*statuses: HTTPStatus, success: HTTPStatus = S.OK) -> dict:
 PROTECTED = (S.UNAUTHORIZED, S.UNPROCESSABLE_ENTITY, S.SERVICE_UNAVAILABLE)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
-FactKey = Annotated[str, Path(pattern=f"^{FACT_KEY}$")]  # the fact store's own pattern, anchored
+FactKey = Annotated[str, Path(pattern=f"^{FACT_KEY}$", max_length=FACT_KEY_MAX_CHARS)]  # the fact store's own rule
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", pattern=IDEMPOTENCY_KEY_PATTERN)]
-Prefer = Annotated[str | None, Header(alias="prefer", max_length=256,
-                                      description="`respond-async`: answer 202 at once, run the turn in a worker")]
+# No length cap: preferences the API does not implement are ignored, however long (agent.async_turns).
+Prefer = Annotated[str | None, Header(alias="prefer", description=(
+    "`respond-async`: answer 202 at once, run the turn in a worker; any other preference is ignored"))]
 TurnId = Annotated[str, Path(pattern=TURN_ID_PATTERN)]
 
 

@@ -10,7 +10,7 @@ from agent.budget import SYNC_MODEL_SECONDS
 from agent.prompt import facts_room, facts_tokens, fit_facts, system_prompt
 from agent.providers import DeadlineReached, Model
 from memory.errors import Erased
-from memory.long_term import FACT_KEY, FactsLimitReached, InvalidFact, valid_key
+from memory.long_term import FACT_KEY, FACT_KEY_MAX_CHARS, FACT_KEY_RULE, FactsLimitReached, InvalidFact, valid_key
 from memory.registry import Fence
 from memory.resilient import ResilientMemory
 from memory.turns import Turn, Usage, iso, new_turn_id
@@ -22,16 +22,16 @@ MAX_TOOL_ROUNDS = 4
 # room for hundreds of short calls: a prompt-injected model must not rewrite a user's memory wholesale.
 MAX_TOOL_CALLS_PER_ANSWER = 5
 
+# The store's own key rule (memory.long_term), anchored: JSON Schema patterns search.
+KEY_SCHEMA = {"type": "string", "pattern": f"^{FACT_KEY}$", "maxLength": FACT_KEY_MAX_CHARS,
+              "description": "short snake_case name, e.g. favourite_colour"}
 TOOLS = [
     {
         "name": "remember",
         "description": "Store a lasting fact about the user, kept across all their conversations.",
         "input_schema": {
             "type": "object",
-            "properties": {
-                "key": {"type": "string", "description": "short snake_case name, e.g. favourite_colour"},
-                "value": {"type": "string"},
-            },
+            "properties": {"key": KEY_SCHEMA, "value": {"type": "string", "description": "one line of visible text"}},
             "required": ["key", "value"],
         },
     },
@@ -40,7 +40,7 @@ TOOLS = [
         "description": "Remove a stored fact about the user.",
         "input_schema": {
             "type": "object",
-            "properties": {"key": {"type": "string"}},
+            "properties": {"key": KEY_SCHEMA},
             "required": ["key"],
         },
     },
@@ -204,7 +204,7 @@ def _run_tool(memory: ResilientMemory, user_id: str, session_id: str, call: dict
         text = f"remembered {key}"
     elif call["name"] == "forget":
         if not valid_key(key):
-            return _tool_result(call, f"error: key must match {FACT_KEY}", error=True)
+            return _tool_result(call, f"error: key must be {FACT_KEY_RULE}", error=True)
         outcome = memory.forget(user_id, session_id, key, fence)
         text = f"forgot {key}"
     else:

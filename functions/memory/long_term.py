@@ -18,10 +18,16 @@ from botocore.exceptions import ClientError
 
 from .dynamo import batch_get, cancelled_by, delete_all, query_all, transact_write, translate_errors
 from .errors import MemoryUnavailable
+from .inert import invisible
 from .turns import iso
 
-FACT_KEY = r"[a-z0-9_.-]{1,64}"
+# A fact key is a path segment of /memory/{key}: not dots only, because clients resolve "." and ".."
+# away before they send a URL (RFC 3986 section 5.2.4), so no such fact could be deleted. Its length
+# is checked apart, so the pattern needs no lookahead (which pydantic's Rust regex engine lacks).
+FACT_KEY = r"[a-z0-9_.-]*[a-z0-9_-][a-z0-9_.-]*"
+FACT_KEY_MAX_CHARS = 64
 FACT_KEY_PATTERN = re.compile(FACT_KEY)
+FACT_KEY_RULE = f"1 to {FACT_KEY_MAX_CHARS} of a-z, 0-9, '_', '-' and '.', not dots only"
 # The user's totals. Its sort key cannot be a fact key ('#' is not in FACT_KEY), so no fact can
 # overwrite it, and it sorts before every fact key: reading the facts skips it by key, not by filter.
 USAGE_KEY = "#usage"
@@ -29,8 +35,12 @@ DEFAULT_MAX_FACTS = 200
 DEFAULT_MAX_VALUE_CHARS = 500
 # ~16,000 tokens at chars/4: all of a user's facts fit the default facts share of the prompt.
 DEFAULT_MAX_BYTES = 64 * 1024
-# A line break or a control character could end a fact's entry in the prompt and start another.
+# A line break or a control character could end a fact's entry in the prompt and start another; an
+# invisible format character (memory.inert) could hide text, or turn it around, from anyone reading it.
 REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+VALUE_RULE = ("one line of visible text: no control characters, line or paragraph separators, or invisible "
+              "format characters (Unicode category Cf: tag characters, bidi controls, zero-width spaces), "
+              "except the joiners U+200C and U+200D")
 # Each try rereads the fact and the totals: only writers of the same user racing make another try.
 WRITE_TRIES = 4
 
@@ -70,7 +80,11 @@ class Totals:
 
 
 def valid_key(key) -> bool:
-    return isinstance(key, str) and FACT_KEY_PATTERN.fullmatch(key) is not None
+    return isinstance(key, str) and len(key) <= FACT_KEY_MAX_CHARS and FACT_KEY_PATTERN.fullmatch(key) is not None
+
+
+def refused(char: str) -> bool:
+    return unicodedata.category(char) in REFUSED_CATEGORIES or invisible(char)
 
 
 def fact_bytes(key: str, value: str) -> int:
@@ -102,13 +116,13 @@ class FactStore:
     def check(self, key, value) -> None:
         """Raises InvalidFact unless `key` and `value` can be stored: the API and the tool alike."""
         if not valid_key(key):
-            raise InvalidFact(f"key must match {FACT_KEY}")
+            raise InvalidFact(f"key must be {FACT_KEY_RULE}")
         if not isinstance(value, str) or not value.strip():
             raise InvalidFact("value must be a non-blank string")
         if len(value) > self.limits.max_value_chars:
             raise InvalidFact(f"value must be at most {self.limits.max_value_chars} characters")
-        if any(unicodedata.category(char) in REFUSED_CATEGORIES for char in value):
-            raise InvalidFact("value must be one line of text, without control characters")
+        if any(refused(char) for char in value):
+            raise InvalidFact(f"value must be {VALUE_RULE}")
 
     @translate_errors
     def put(self, user_id: str, key: str, value: str, *, mark: int = 0) -> None:

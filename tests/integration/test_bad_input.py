@@ -1,6 +1,9 @@
 import pytest
 
-from client import as_user
+from client import as_user, raw
+
+# 300 characters of preferences this API does not implement (RFC 7240 section 2: ignored).
+UNKNOWN_PREFERENCES = "handling=lenient, wait=10, return=minimal; note=" + "x" * 252
 
 BAD_TURNS = [
     ("malformed json", "/sessions/s1/messages", b'{"message": ', 400),
@@ -45,3 +48,41 @@ def test_an_identity_the_handler_refuses_is_its_own_401(api):
 def test_unknown_route_is_api_gateways_json_404(api, user):
     response = api.get("/nope", headers=as_user(user))
     assert response.status_code == 404 and response.json() == {"message": "Not Found"}
+
+
+@pytest.mark.parametrize("key", [".", "..", "..."])
+def test_a_fact_key_of_dots_only_is_refused(server_url, api, user, key):
+    # Sent as it is: HTTP clients resolve "." and ".." away, so no client could delete such a fact later
+    body = b'{"value": "v"}'
+    request = (b"PUT /memory/%s HTTP/1.1\r\nHost: x\r\nX-Local-User: %s\r\nConnection: close\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (key.encode(), user.encode(), len(body), body))
+    status, answer = raw(server_url, request)
+    assert status == 422, answer
+    assert api.get("/memory", headers=as_user(user)).json() == {"facts": {}}
+
+
+def test_a_fact_key_past_its_length_is_refused(api, user):
+    assert api.put("/memory/" + "k" * 65, json={"value": "v"}, headers=as_user(user)).status_code == 422
+    assert api.put("/memory/" + "k" * 64, json={"value": "v"}, headers=as_user(user)).status_code == 200
+
+
+def test_a_long_unknown_preference_is_ignored(api, user):
+    # Given a Prefer header of 300 characters, none of them a preference this API implements
+    assert len(UNKNOWN_PREFERENCES) == 300
+    response = api.post("/sessions/s1/messages", json={"message": "hi"},
+                        headers=as_user(user) | {"Prefer": UNKNOWN_PREFERENCES})
+    # Then the turn is answered as if it had none
+    assert response.status_code == 200, response.text
+    assert "preference-applied" not in response.headers and response.json()["reply"]
+
+
+def test_respond_async_among_long_preferences_still_applies(api, user):
+    response = api.post("/sessions/s1/messages", json={"message": "hi"},
+                        headers=as_user(user) | {"Prefer": f"{UNKNOWN_PREFERENCES}, respond-async"})
+    assert response.status_code == 202 and response.headers["preference-applied"] == "respond-async"
+
+
+def test_respond_async_inside_a_quoted_value_is_no_preference(api, user):
+    response = api.post("/sessions/s1/messages", json={"message": "hi"},
+                        headers=as_user(user) | {"Prefer": 'note="see, respond-async; now"'})
+    assert response.status_code == 200, response.text

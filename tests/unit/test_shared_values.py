@@ -15,7 +15,7 @@ HOMES = {
     "AgentMemory": SHARED,
     ("last_k", "token_budget", "compaction"): f"{MEMORY}/window.py",
     "TURN#": f"{MEMORY}/keys.py",
-    "[a-z0-9_.-]{1,64}": f"{MEMORY}/long_term.py",
+    "[a-z0-9_.-]*[a-z0-9_-][a-z0-9_.-]*": f"{MEMORY}/long_term.py",
 }
 
 

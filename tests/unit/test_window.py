@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from agent.prompt import FACTS_SHARE_PERCENT, facts_room, facts_tokens, read_facts, system_prompt
 from agent.turn import TOOLS, fixed_tokens, run_turn
 from fakes import ScriptedModel, text, tool_use
-from memory.long_term import Fact
+from memory.long_term import FACT_KEY, Fact, valid_key
 from memory.registry import Fence
 from memory.resilient import MemoryContext
 from memory.turns import Turn, Usage
@@ -176,7 +176,7 @@ def fact_lists(draw) -> list[Fact]:
     """Up to the default cap of facts, newest first as the store reads them: a few drawn whole, and
     many of one drawn size (in two-byte characters), so that they often overflow their share."""
     drawn = draw(st.lists(
-        st.builds(Fact, key=st.from_regex(r"[a-z0-9_.-]{1,64}", fullmatch=True), value=words,
+        st.builds(Fact, key=st.from_regex(FACT_KEY, fullmatch=True).filter(valid_key), value=words,
                   updated_at=st.integers(0, 10**6).map(lambda n: f"{n:07d}")),
         max_size=10, unique_by=lambda fact: fact.key,
     ))
