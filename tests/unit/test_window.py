@@ -2,7 +2,7 @@
 
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.prompt import FACTS_SHARE_PERCENT, facts_room, facts_tokens, read_facts, system_prompt
@@ -72,7 +72,7 @@ policies = st.builds(WindowPolicy, strategy=st.sampled_from(STRATEGIES), max_pro
 
 
 @given(history=histories(), summary=summaries, policy=policies, fixed=st.integers(0, 40_000))
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400)
 def test_every_policy_keeps_the_prompt_valid_for_the_model_api(history, summary, policy, fixed):
     # Given any stored history, damaged or not, and any policy
     # When the window is cut for a new user message
@@ -92,7 +92,7 @@ def near_a_cut(data, history: list[Turn], already: int) -> int:
 
 @given(history=histories(), summary=summaries, strategy=st.sampled_from(STRATEGIES[1:]),
        fixed=st.integers(0, 20_000), data=st.data())
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400)
 def test_budgeted_policies_fill_the_budget_and_never_pass_it(history, summary, strategy, fixed, data):
     # Given a budget (often right at a turn boundary) and what the rest of the prompt already takes
     with_summary = summary_tokens(summary) if summary and strategy == "compaction" else 0
@@ -152,7 +152,7 @@ def prompt_tokens(call: dict) -> int:
 
 @given(history=histories(), summary=summaries, strategy=st.sampled_from(STRATEGIES[1:]),
        message=st.text(min_size=1, max_size=16_000), rounds=st.integers(0, 3), data=st.data())
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150)
 def test_every_model_call_of_a_turn_is_valid_and_within_the_budget(history, summary, strategy, message, rounds, data):
     # Given a stored history, a budget it nearly fills, and a model that runs the tool loop a few rounds
     fixed = fixed_tokens({"role": "user", "content": message})
@@ -187,7 +187,7 @@ def fact_lists(draw) -> list[Fact]:
 
 @given(history=histories(), facts=fact_lists(), strategy=st.sampled_from(STRATEGIES[1:]),
        message=st.text(min_size=1, max_size=2_000), data=st.data())
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200)
 def test_facts_keep_to_their_share_and_never_push_the_conversation_out(history, facts, strategy, message, data):
     # Given any number of facts of any size (newest first, as the store reads them), any history, and
     # a budget (often right where some turn would stop fitting without the facts)
