@@ -11,7 +11,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: dev test test-fast test-unit test-integration test-infra synth bootstrap deploy outputs token secret alarm-check drill logs destroy chat bench examples lint reliability clean
+.PHONY: dev test test-fast test-unit test-integration test-infra synth bootstrap deploy diff outputs token secret alarm-check drill logs destroy chat bench examples lint reliability clean
 
 # `make dev` installs only what serving needs; the CDK, test and lint toolchain comes with the rest.
 # pip runs quietly: each install says what it is doing, and when it is done, in lines of its own.
@@ -78,10 +78,16 @@ DEPLOYMENT := $(PY) -m infra.deployment
 bootstrap: install  ## once per account and region: the CDK's asset bucket and deploy roles
 	npx cdk bootstrap
 
+# A stack created again after `make destroy` imports the long-term table it retained (docs/DEPLOY.md).
+CDK_IMPORT := --import-existing-resources
+
 deploy: install  ## cdk deploy, no prompts; ALARM_EMAIL=... and CONTEXT="key=value ..." are remembered
 	$(DEPLOYMENT) remember $(if $(ALARM_EMAIL),alarmEmail=$(ALARM_EMAIL)) $(CONTEXT)
-	$(DEPLOYMENT) check-concurrency
-	npx cdk deploy --require-approval never
+	$(DEPLOYMENT) check
+	npx cdk deploy --require-approval never $(CDK_IMPORT)
+
+diff: install  ## what `make deploy` would change (IAM and security changes included), with the remembered settings
+	npx cdk diff $(CDK_IMPORT)
 
 outputs: $(STAMP)  ## the stack's outputs as shell variables: eval "$$(make -s outputs)"
 	@$(DEPLOYMENT) outputs
@@ -97,13 +103,14 @@ alarm-check: $(STAMP)  ## every alarm to ALARM (set-alarm-state), then its histo
 
 drill: install  ## staging only: every memory write fails for DRILL_MINUTES; sends more turns than the alarm threshold; alarm e-mail follows
 	@test -n "$$TOKEN" || { echo 'error: TOKEN is not set: export TOKEN=$$(make -s token)' >&2; exit 2; }
-	npx cdk deploy --require-approval never -c alarmDrillMinutes=$(DRILL_MINUTES)
+	npx cdk deploy --require-approval never $(CDK_IMPORT) -c alarmDrillMinutes=$(DRILL_MINUTES)
 	$(DEPLOYMENT) drill-turns
 
 logs: $(STAMP)  ## the agent's logs since SINCE (1h); FOLLOW=1 keeps following
 	eval "$$($(DEPLOYMENT) outputs)" && aws logs tail "$$AgentLogGroupName" --since $(SINCE) $(if $(FOLLOW),--follow)
 
-destroy: install  ## delete the stack (long-term memory and the user pool are kept: docs/DEPLOY.md)
+destroy: install  ## delete the stack (long-term memory and the user pool are kept, and found again by the next deploy: docs/DEPLOY.md)
+	$(DEPLOYMENT) keep-user-pool
 	npx cdk destroy --force
 
 examples: install  ## the "Use it from your agent" examples, offline: Strands, LangChain, OpenAI Agents SDK

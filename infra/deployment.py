@@ -1,4 +1,4 @@
-"""The deployed stack's day-to-day verbs (`make deploy` with its concurrency check, `make outputs`,
+"""The deployed stack's day-to-day verbs (`make deploy` with its checks, `make outputs`,
 `make token`, `make secret`, `make alarm-check`, `make drill`), so docs/DEPLOY.md never asks anyone to
 type the same long command twice.
 
@@ -23,13 +23,13 @@ from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionE
                                  NoRegionError, PartialCredentialsError)
 
 from functions.agent.shared import SUPPRESSED_WRITES_ALARM_THRESHOLD
-from infra.settings import Settings
+from infra.settings import LONG_TERM_TABLE_SUFFIX, Settings
 
 STACK_NAME = "DurableAgentMemory"
 CONTEXT_FILE = Path(__file__).resolve().parent.parent / "cdk.context.json"
 # The deployment's settings (infra/settings.py reads them): remembered from one deploy to the next.
 REMEMBERED = ("alarmEmail", "modelProvider", "modelId", "memoryStrategy", "jwtIssuer", "jwtAudience",
-              "workerReservedConcurrency")
+              "workerReservedConcurrency", "userPoolId")
 # A drill lasts for one deploy only: `make drill` passes it on the command line, never remembered.
 ONE_SHOT = ("alarmDrillMinutes",)
 # Every drill turn is a suppressed write: a few more than the alarm needs, so it surely fires.
@@ -109,6 +109,24 @@ def deployed_outputs(boto3) -> dict[str, str]:
         return stack_outputs(boto3.client("cloudformation"))
     except StackNotDeployed:
         return {}
+
+
+def keep_user_pool(outputs: dict[str, str], context_file: Path = CONTEXT_FILE) -> str | None:
+    """Before the stack is deleted: remembers the user pool it retains, so the next deploy signs in the
+    same users (same `sub`, the key of their facts) instead of creating an empty pool. Returns its id."""
+    if "UserPoolId" not in outputs:
+        return None  # an issuer of the user's own (jwtIssuer): nothing of ours to keep
+    remember([f"userPoolId={outputs['UserPoolId']}"], context_file)
+    return outputs["UserPoolId"]
+
+
+def check_long_term_table(outputs: dict[str, str]) -> None:
+    """Refuses a deploy that would replace the deployed long-term table by an empty one: a stack
+    deployed before its table had a static name has a generated one, and a new TableName replaces it."""
+    deployed, named = outputs.get("LongTermTableName"), f"{STACK_NAME}{LONG_TERM_TABLE_SUFFIX}"
+    if deployed and deployed != named:
+        raise UsageError(f"this deploy would replace the long-term table {deployed} by a new, empty {named}: "
+                         "move the facts first (docs/DEPLOY.md, 'Redeploying after make destroy')")
 
 
 def aws_problem(error: BotoCoreError | ClientError) -> str:
@@ -241,9 +259,11 @@ def main(argv: list[str]) -> None:
     if verb == "remember":
         print(describe(remember(arguments)), file=sys.stderr)
         return
-    if verb == "check-concurrency":
+    if verb == "check":
         context = json.loads(CONTEXT_FILE.read_text()) if CONTEXT_FILE.exists() else {}
-        print(check_concurrency(context, boto3.client("lambda"), deployed_outputs(boto3).get("WorkerFunctionName")),
+        deployed = deployed_outputs(boto3)
+        check_long_term_table(deployed)
+        print(check_concurrency(context, boto3.client("lambda"), deployed.get("WorkerFunctionName")),
               file=sys.stderr)
         return
     outputs = stack_outputs(boto3.client("cloudformation"))
@@ -252,6 +272,10 @@ def main(argv: list[str]) -> None:
     elif verb == "token":
         print(token(outputs, boto3.client("cognito-idp"), _required_env("EMAIL", "the user's e-mail"),
                     _required_env("PASSWORD", "the user's password")))
+    elif verb == "keep-user-pool":
+        if kept := keep_user_pool(outputs):
+            print(f"remembered userPoolId={kept} (cdk.context.json): the next make deploy keeps its users",
+                  file=sys.stderr)
     elif verb == "secret":
         put_secret(outputs, boto3.client("secretsmanager"),
                    _required_env("ANTHROPIC_API_KEY", "export your key from console.anthropic.com first"))

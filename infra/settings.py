@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from constructs import Node
 
 SECONDS_PER_MINUTE = 60
+# The long-term table's name after the stack's: a static name, so that a stack created again after
+# `make destroy` imports the table it retained instead of starting an empty one (infra/tables.py).
+LONG_TERM_TABLE_SUFFIX = "-long-term"
+# A Cognito user pool id, "<region>_<letters and digits>" (CreateUserPool's UserPool.Id:
+# https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolType.html).
+USER_POOL_ID = re.compile(r"[\w-]+_[0-9a-zA-Z]+")
 # One address, name@domain.tld: a mistyped one would fail only inside CloudFormation, half way.
 EMAIL_ADDRESS = re.compile(r"[^@\s,;]+@[^@\s,;]+\.[^@\s,;.]+")
 
@@ -32,6 +38,9 @@ class Settings:
     # An existing OIDC issuer replaces the Cognito user pool the stack would create.
     jwt_issuer: str | None = None
     jwt_audience: tuple[str, ...] = ()
+    # The user pool a destroyed deployment of this stack retained (`make destroy` remembers it): its
+    # users keep their `sub`, the key of their long-term facts. None: the stack creates one.
+    user_pool_id: str | None = None
     # The worker's reserved concurrency: at most this many asynchronous turns at once, so they can
     # never take the whole account's pool from the API. None: no reservation, as an account with the
     # new-account quota of 10 requires (`make deploy` checks the quota: infra.deployment).
@@ -46,6 +55,10 @@ class Settings:
             raise ValueError("jwtIssuer and jwtAudience go together")
         if self.worker_reserved_concurrency is not None and self.worker_reserved_concurrency < 1:
             raise ValueError("workerReservedConcurrency must be a positive number of executions")
+        if self.user_pool_id is not None and not USER_POOL_ID.fullmatch(self.user_pool_id):
+            raise ValueError(f"userPoolId must be a user pool id (eu-west-1_AbC123), got {self.user_pool_id!r}")
+        if self.user_pool_id and self.jwt_issuer:
+            raise ValueError("userPoolId and jwtIssuer exclude each other: one issuer of tokens")
         if self.alarm_email is not None and not EMAIL_ADDRESS.fullmatch(self.alarm_email):
             raise ValueError(f"alarmEmail must be one e-mail address (name@example.com), got {self.alarm_email!r}")
 
@@ -75,6 +88,7 @@ class Settings:
             alarm_email=get("alarmEmail"),
             memory_write_drill_until=drill_until,
             jwt_issuer=get("jwtIssuer"),
+            user_pool_id=get("userPoolId"),
             jwt_audience=tuple(a.strip() for a in audience.split(",")) if audience else (),
             worker_reserved_concurrency=whole_number("workerReservedConcurrency"),
         )

@@ -63,7 +63,7 @@ class AgentStack(Stack):
         if settings.jwt_issuer:
             issuer, audience = settings.jwt_issuer, list(settings.jwt_audience)
         else:
-            auth = UserPoolAuth(self, "Auth")
+            auth = UserPoolAuth(self, "Auth", existing_pool_id=settings.user_pool_id)
             issuer, audience = auth.issuer, auth.audience
             CfnOutput(self, "UserPoolId", value=auth.user_pool.user_pool_id)
             CfnOutput(self, "UserPoolClientId", value=auth.client.user_pool_client_id)

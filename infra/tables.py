@@ -1,11 +1,12 @@
 """The two memory tables, built from the key schema the code uses (functions/memory/schema.py)."""
 
-from aws_cdk import Acknowledgment, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from functions.memory import schema
+from infra.settings import LONG_TERM_TABLE_SUFFIX
 
 # The DynamoDB actions each function's code calls: one tuple per function, the one place to edit when
 # the calls change (tests/integration/test_exact_grants.py records every call of each function's code
@@ -91,10 +92,17 @@ class MemoryTables(Construct):
             )
         )
 
-        # Users' facts are the state worth keeping: survive a stack deletion and a bad deploy.
+        # Users' facts are the state worth keeping: survive a stack deletion and a bad deploy. The
+        # static name lets the next creation of the stack import the retained table (`cdk deploy
+        # --import-existing-resources` asks CloudFormation to; it imports "named resources" with a
+        # static name and a Retain deletion policy, and only those:
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/import-resources-automatically.html).
+        # Without the import, creating a table whose name exists fails; with a generated name, the
+        # new stack would silently start an empty table.
         self.long_term = _table(
             self,
             "LongTerm",
+            table_name=f"{Stack.of(self).stack_name}{LONG_TERM_TABLE_SUFFIX}",
             table_schema=schema.LONG_TERM,
             removal_policy=RemovalPolicy.RETAIN,
             deletion_protection=True,

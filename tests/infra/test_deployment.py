@@ -133,6 +133,61 @@ def test_make_drill_adds_only_the_drill_to_the_remembered_settings():
     assert re.findall(r"-c (\S+)", deploying) == ["alarmDrillMinutes=20"]
 
 
+# -- redeploying after make destroy: the retained table and user pool are found again ------------------
+
+
+def test_make_destroy_remembers_the_user_pool_before_deleting_the_stack():
+    lines = make_dry_run("destroy")
+    (keeping,) = [i for i, line in enumerate(lines) if "infra.deployment keep-user-pool" in line]
+    (destroying,) = [i for i, line in enumerate(lines) if "cdk destroy" in line]
+    assert keeping < destroying
+
+
+@pytest.mark.parametrize("verb", ["deploy", "drill", "diff"])
+def test_every_deploy_imports_a_retained_long_term_table(verb):
+    (command,) = [line for line in make_dry_run(verb, "TOKEN=t") if line.startswith("npx cdk")]
+    assert "--import-existing-resources" in command.split()
+
+
+def test_the_user_pool_of_a_destroyed_stack_is_remembered_for_the_next_deploy(context_file):
+    remember(["alarmEmail=oncall@example.com"], context_file)
+    assert deployment.keep_user_pool({"UserPoolId": "eu-west-1_AbC123"}, context_file) == "eu-west-1_AbC123"
+    assert remember([], context_file) == {"alarmEmail": "oncall@example.com", "userPoolId": "eu-west-1_AbC123"}
+    # A stack on the user's own issuer has no pool of ours: nothing remembered
+    assert deployment.keep_user_pool({"ApiUrl": "https://x"}, context_file) is None
+
+
+@pytest.mark.parametrize("assignment", ["userPoolId=not a pool", "userPoolId=eu-west-1_AbC123 jwtIssuer=https://i"])
+def test_a_user_pool_id_is_checked_before_it_is_saved(context_file, assignment):
+    with pytest.raises(UsageError, match="userPoolId"):
+        remember(assignment.split() + (["jwtAudience=a"] if "jwtIssuer" in assignment else []), context_file)
+    assert not context_file.exists()
+
+
+def test_a_deploy_that_would_replace_the_long_term_table_is_refused():
+    # A stack deployed when the table's name was generated: a static name would replace the table
+    with pytest.raises(UsageError, match="replace the long-term table DurableAgentMemory-MemoryLongTerm1A2B"):
+        deployment.check_long_term_table({"LongTermTableName": "DurableAgentMemory-MemoryLongTerm1A2B-XYZ"})
+    deployment.check_long_term_table({"LongTermTableName": "DurableAgentMemory-long-term"})
+    deployment.check_long_term_table({})  # not deployed yet
+
+
+def test_the_retained_table_has_a_static_name_and_a_retained_pool_is_adopted(tmp_path):
+    # A first deploy: a long-term table with a static name (importable) and a pool, both retained
+    first = synthesize(tmp_path / "first")
+    (table,) = [t for t in first.resources("AWS::DynamoDB::Table").values()
+                if t["Properties"].get("TableName") == "DurableAgentMemory-long-term"]
+    (pool,) = first.resources("AWS::Cognito::UserPool").values()
+    assert table["DeletionPolicy"] == pool["DeletionPolicy"] == "Retain"
+    # After make destroy (userPoolId remembered): no new pool; the client and the authorizer use the old one
+    again = synthesize(tmp_path / "again", userPoolId="eu-west-1_AbC123")
+    assert not again.resources("AWS::Cognito::UserPool")
+    (client,) = again.resources("AWS::Cognito::UserPoolClient").values()
+    assert client["Properties"]["UserPoolId"] == "eu-west-1_AbC123"
+    (authorizer,) = again.resources("AWS::ApiGatewayV2::Authorizer").values()
+    assert "eu-west-1_AbC123" in json.dumps(authorizer["Properties"]["JwtConfiguration"]["Issuer"])
+
+
 # -- the verbs that call AWS, on moto -----------------------------------------------------------------
 
 
@@ -279,7 +334,7 @@ def test_a_raised_quota_holds_a_reservation_up_to_100_left_unreserved():
 
 def test_make_deploy_checks_the_concurrency_before_deploying():
     lines = make_dry_run("deploy")
-    (checking,) = [i for i, line in enumerate(lines) if "infra.deployment check-concurrency" in line]
+    (checking,) = [i for i, line in enumerate(lines) if "infra.deployment check" in line]
     (deploying,) = [i for i, line in enumerate(lines) if "cdk deploy" in line]
     assert checking < deploying
 
