@@ -188,6 +188,15 @@ def test_the_retained_table_has_a_static_name_and_a_retained_pool_is_adopted(tmp
     assert "eu-west-1_AbC123" in json.dumps(authorizer["Properties"]["JwtConfiguration"]["Issuer"])
 
 
+def test_deploy_md_says_each_thing_before_it_is_needed():
+    guide = (REPO_ROOT / "docs" / "DEPLOY.md").read_text()
+    # The settings come before the first deploy command, and the outputs are read before the destroy
+    assert guide.index("### Settings, remembered between deploys") < guide.index("\nmake deploy ")
+    assert guide.index('eval "$(make -s outputs)"\nmake destroy') < guide.index("make destroy\n```")
+    # Only the make verbs are advised: a bare `npx cdk` may run another CLI version (or none after make dev)
+    assert "npx cdk diff" not in guide and "make diff" in guide
+
+
 # -- the verbs that call AWS, on moto -----------------------------------------------------------------
 
 
