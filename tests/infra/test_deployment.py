@@ -157,11 +157,13 @@ def test_the_user_pool_of_a_destroyed_stack_is_remembered_for_the_next_deploy(co
     assert deployment.keep_user_pool({"ApiUrl": "https://x"}, context_file) is None
 
 
-@pytest.mark.parametrize("assignment", ["userPoolId=not a pool", "userPoolId=eu-west-1_AbC123 jwtIssuer=https://i"])
+@pytest.mark.parametrize("assignment", ["userPoolId=eu-west-1", "userPoolId=eu-west-1_AbC123 jwtIssuer=https://i"])
 def test_a_user_pool_id_is_checked_before_it_is_saved(context_file, assignment):
-    with pytest.raises(UsageError, match="userPoolId"):
+    assert remember(["userPoolId=eu-west-1_AbC123"], context_file) == {"userPoolId": "eu-west-1_AbC123"}
+    saved = context_file.read_text()
+    with pytest.raises(UsageError, match="userPoolId (must be|and jwtIssuer)"):
         remember(assignment.split() + (["jwtAudience=a"] if "jwtIssuer" in assignment else []), context_file)
-    assert not context_file.exists()
+    assert context_file.read_text() == saved
 
 
 def test_a_deploy_that_would_replace_the_long_term_table_is_refused():
