@@ -27,7 +27,7 @@ def run(endpoint: str) -> Section:
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "local.server"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=os.environ | environment(endpoint) | {"PORT": str(port), "LOCAL_WORKERS": str(INSTANCES),
+        env=os.environ | environment(endpoint) | {"PORT": str(port), "LOCAL_WORKERS": str(INSTANCES), "LOCAL_THROTTLE": "off",
                                                   "PYTHONPATH": "functions:."},
     )
     try:

@@ -19,7 +19,7 @@ from agent.budget import SYNC_MODEL_SECONDS
 from agent.providers import AnthropicModel
 from benchmarks.harness import Check, Section, handler_module, quiet_stdout, table
 from local.dynamodb import free_port
-from local.server import make_server
+from local.server import Limits, make_server
 from tests.fakes import FIRST_TOKEN_SECONDS, TOKENS_PER_SECOND, SlowModelAPI, Text
 
 ANSWER_TOKENS = (200, 1000, 3000)
@@ -29,7 +29,7 @@ GIVE_UP_SECONDS = 120
 
 def run(endpoint: str) -> Section:
     handler = handler_module(endpoint)
-    server = make_server(handler.lambda_handler, free_port())
+    server = make_server(handler.lambda_handler, free_port(), limits=Limits(throttling=None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     original_model = handler.model

@@ -15,10 +15,6 @@ from constructs import Construct
 from functions.agent import routes
 from infra.agent_function import API_INTEGRATION_TIMEOUT
 
-# Every message can cost a model call: the stage caps the spend rate of a leaked token or a
-# runaway client. 10 turns/s of ~5 s each keep ~50 Lambdas busy, far under the account's 1000.
-THROTTLE_RATE_PER_SECOND = 10
-THROTTLE_BURST = 20
 ACCESS_LOG_RETENTION = logs.RetentionDays.ONE_MONTH  # as the function's own logs
 # One JSON line per request; no identity or body, so the access log holds no personal data.
 ACCESS_LOG_FORMAT = {
@@ -75,7 +71,7 @@ class AgentApi(Construct):
             auto_deploy=True,
             access_log_settings=_AccessLogSettings(access_logs),
             throttle=apigwv2.ThrottleSettings(
-                rate_limit=THROTTLE_RATE_PER_SECOND, burst_limit=THROTTLE_BURST
+                rate_limit=routes.THROTTLE_RATE_PER_SECOND, burst_limit=routes.THROTTLE_BURST
             ),
         )
 

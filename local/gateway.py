@@ -1,25 +1,153 @@
-"""What API Gateway's HTTP API does in front of the Lambda, as a WSGI application.
+"""What API Gateway's HTTP API and Lambda do in front of the handler, as a WSGI application.
 
 Each request becomes an API Gateway HTTP API (payload 2.0) event for the very same handler; the
 `X-Local-User` header becomes the JWT claim `sub`, exactly where the authorizer would put it. Where
-API Gateway itself answers (no route, no identity on a protected route, a request over its quotas),
-this answers as it does: `{"message": "..."}`, and the Lambda is never invoked."""
+API Gateway itself answers (no route, no identity on a protected route, a request over its quotas or
+its route's throttle, an integration past its timeout), this answers as it does: `{"message": "..."}`.
+Where Lambda refuses (an invocation payload over its quota, a function past its timeout), this answers
+as API Gateway then does. The limits and the AWS pages they come from: README, Local limits."""
 
 import base64
 import functools
 import json
+import multiprocessing
 import re
+import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
 
+from agent import budget, routes
+
 # API Gateway HTTP API quotas (not adjustable): 10 MB payload; 10,240 bytes for the request line
-# and the header values together.
+# and the header values together; 30 s at most for an integration, and the stack sets 29 s
+# (agent.budget). https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_REQUEST_LINE_AND_HEADERS_BYTES = 10_240
+# Lambda: "For synchronous invocations, the maximum payload size is 6 MB", the event in and the
+# result out. https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html
+MAX_INVOCATION_PAYLOAD_BYTES = 6 * 1024 * 1024
+# How often a request waiting for its instance looks whether that instance has ended.
+INSTANCE_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Throttling:
+    """A route's token bucket: `rate` requests a second, bursts of `burst` (routes.py, as deployed)."""
+
+    rate: float = routes.THROTTLE_RATE_PER_SECOND
+    burst: int = routes.THROTTLE_BURST
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What is enforced around one invocation; `throttling` None: no throttle (tests that burst)."""
+
+    integration_timeout_seconds: float = budget.API_INTEGRATION_TIMEOUT_SECONDS
+    function_timeout_seconds: float = budget.SYNC_TURN_SECONDS
+    throttling: Throttling | None = Throttling()
+
+    @classmethod
+    def from_env(cls, env) -> "Limits":
+        """`make dev`'s limits are the deployed ones; LOCAL_THROTTLE=off or RATE/BURST,
+        LOCAL_INTEGRATION_TIMEOUT_SECONDS and LOCAL_FUNCTION_TIMEOUT_SECONDS change them."""
+        throttle = env.get("LOCAL_THROTTLE", "")
+        if throttle == "off":
+            throttling = None
+        elif throttle:
+            rate, burst = throttle.split("/")
+            throttling = Throttling(float(rate), int(burst))
+        else:
+            throttling = Throttling()
+        return cls(
+            integration_timeout_seconds=float(env.get("LOCAL_INTEGRATION_TIMEOUT_SECONDS", cls.integration_timeout_seconds)),
+            function_timeout_seconds=float(env.get("LOCAL_FUNCTION_TIMEOUT_SECONDS", cls.function_timeout_seconds)),
+            throttling=throttling,
+        )
+
+
+class Throttle:
+    """API Gateway's throttle: a token bucket per route. Its state is shared memory made before the
+    server forks, so every worker process (instance) draws from the same buckets, as requests to
+    the one deployed stage do."""
+
+    def __init__(self, settings: Throttling, routes_count: int):
+        self._rate, self._burst = settings.rate, settings.burst
+        # Per route: the tokens left, and when they were counted (0: never, the bucket is full).
+        self._buckets = multiprocessing.RawArray("d", [float(settings.burst), 0.0] * routes_count)
+        self._lock = multiprocessing.Lock()
+
+    def admit(self, route: int) -> bool:
+        with self._lock:
+            now = time.monotonic()  # one clock for every process of the machine
+            tokens, counted = self._buckets[2 * route], self._buckets[2 * route + 1]
+            if counted:
+                tokens = min(self._burst, tokens + (now - counted) * self._rate)
+            admitted = tokens >= 1
+            self._buckets[2 * route], self._buckets[2 * route + 1] = tokens - admitted, now
+            return admitted
+
+
+class InstanceEnded(Exception):
+    """The instance timed out on an earlier invocation and is gone."""
+
+
+class Instance:
+    """One Lambda execution environment: one invocation at a time (the handler keeps the request it
+    resolves on its class, as Lambda lets it). An invocation still running at the function's timeout
+    ends the environment: `end()` (the server's worker process exits, and a fresh one takes its
+    place), or, given no `end` (one instance inside a test process, where nothing can stop a
+    thread), the instance waits for the handler to return."""
+
+    def __init__(self, handler, function_timeout_seconds: float, end: Callable[[], None] | None = None):
+        self._handler, self._function_timeout, self._end = handler, function_timeout_seconds, end
+        self._free = threading.Semaphore(1)
+        self._ending = threading.Lock()
+        self.ended = threading.Event()
+
+    def invoke(self, event: dict, context, wait_seconds: float) -> tuple[dict | None, BaseException | None]:
+        """(result, None), (None, the handler's exception), or (None, None) if it did not return within
+        `wait_seconds` (it goes on, until it returns or its function timeout ends the instance).
+        Raises InstanceEnded."""
+        while not self._free.acquire(timeout=INSTANCE_POLL_SECONDS):
+            if self.ended.is_set():
+                raise InstanceEnded()
+        if self.ended.is_set():
+            raise InstanceEnded()
+        outcome: dict = {}
+        returned = threading.Event()
+        timeout = threading.Timer(self._function_timeout, self._time_out, [returned, context.aws_request_id])
+        timeout.daemon = True
+
+        def run() -> None:
+            try:
+                outcome["result"] = self._handler(event, context)
+            except BaseException as error:  # Lambda reports an unhandled error; so does this
+                outcome["error"] = error
+            timeout.cancel()
+            if not self.ended.is_set():
+                self._free.release()
+            returned.set()
+
+        timeout.start()
+        # A daemon thread: an instance that ended must not wait for it to exit.
+        threading.Thread(target=run, daemon=True, name="invocation").start()
+        if not returned.wait(wait_seconds) and wait_seconds >= self._function_timeout:
+            self._time_out(returned, context.aws_request_id)  # now, before the caller answers
+        return outcome.get("result"), outcome.get("error")
+
+    def _time_out(self, returned: threading.Event, request_id: str) -> None:
+        with self._ending:
+            if returned.is_set() or self._end is None or self.ended.is_set():
+                return
+            self.ended.set()
+        # Lambda's own log line for it.
+        print(f"{request_id} Task timed out after {self._function_timeout:.2f} seconds", file=sys.stderr, flush=True)
+        self._end()
 
 
 @dataclass(frozen=True)
@@ -99,10 +227,14 @@ def to_event(method: str, target: str, headers: dict, body: bytes, source_ip: st
 class Gateway:
     """The WSGI application: `handler(event, context)` is the Lambda's handler; `after_response(event,
     result)`, if given, runs once the reply is sent (the WSGI server calls `close()` then), outside
-    the request's latency, in the same process: as a stream-triggered Lambda would, later."""
+    the request's latency, in the same process: as a stream-triggered Lambda would, later. `end`:
+    how this process's instance ends at a function timeout (Instance)."""
 
-    def __init__(self, handler, routes: list[Route], after_response=None):
-        self.handler, self.routes, self.after_response = handler, routes, after_response
+    def __init__(self, handler, routes: list[Route], after_response=None, *, limits: Limits = Limits(),
+                 end: Callable[[], None] | None = None):
+        self.routes, self.after_response, self.limits = routes, after_response, limits
+        self.instance = Instance(handler, limits.function_timeout_seconds, end)
+        self.throttle = Throttle(limits.throttling, len(routes)) if limits.throttling else None
 
     def __call__(self, environ: dict, start_response):
         method = environ["REQUEST_METHOD"]
@@ -110,13 +242,15 @@ class Gateway:
         target = environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
         headers = _headers(environ)
         path = urlsplit(target).path
-        route = next((r for r in self.routes if r.method == method and r.pattern.fullmatch(path)), None)
-        refuse = functools.partial(_gateway_error, start_response, method)
+        route = next((n for n, r in enumerate(self.routes) if r.method == method and r.pattern.fullmatch(path)), None)
+        refuse = functools.partial(self._gateway_error, start_response, method)
         if _request_line_and_headers_bytes(method, target, headers) > MAX_REQUEST_LINE_AND_HEADERS_BYTES:
             return refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
         if route is None:
             return refuse(HTTPStatus.NOT_FOUND)
-        if route.protected and not _one_identity(headers.get("x-local-user")):
+        if self.throttle and not self.throttle.admit(route):
+            return refuse(HTTPStatus.TOO_MANY_REQUESTS)
+        if self.routes[route].protected and not _one_identity(headers.get("x-local-user")):
             return refuse(HTTPStatus.UNAUTHORIZED)
         body = _read_body(environ)
         if body is None:
@@ -127,23 +261,71 @@ class Gateway:
             return refuse(HTTPStatus.BAD_REQUEST)
 
         event = to_event(method, target, headers, body, environ.get("REMOTE_ADDR", "127.0.0.1"))
-        result = self.handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
+        if _payload_bytes(event) > MAX_INVOCATION_PAYLOAD_BYTES:
+            # Lambda refuses the invocation (RequestTooLargeException, HTTP 413); API Gateway passes the 413 on.
+            return refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        status, result = self._invoke(event)
+        if status:
+            return refuse(status)
         payload = result.get("body") or ""
         raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
         reply_headers = [(k, v) for k, v in (result.get("headers") or {}).items() if k.lower() != "content-length"]
         start_response(_status_line(result["statusCode"]), [*reply_headers, ("Content-Length", str(len(raw)))])
         return _Reply(raw, lambda: self.after_response(event, result) if self.after_response else None)
 
+    def _gateway_error(self, start_response, method: str, status: HTTPStatus):
+        raw = gateway_message(GATEWAY_MESSAGES.get(status, status.phrase))
+        start_response(_status_line(status), [("Content-Type", "application/json"), ("Content-Length", str(len(raw)))])
+        if self.instance.ended.is_set():  # the client's next request must reach another instance
+            _close_connection(start_response)
+        return _Reply(b"" if method == "HEAD" else raw, None)
+
+    def _invoke(self, event: dict) -> tuple[HTTPStatus | None, dict]:
+        """The handler's result, or the status API Gateway answers instead. A function error (an
+        unhandled exception, the function's timeout, a result over Lambda's payload quota) is API
+        Gateway's 500 `Internal Server Error`:
+        https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-troubleshooting-lambda.html
+        An integration past API Gateway's timeout is its 504, while the function goes on:
+        https://repost.aws/knowledge-center/api-gateway-504-errors"""
+        limits = self.limits
+        try:
+            result, error = self.instance.invoke(
+                event, LocalContext(aws_request_id=event["requestContext"]["requestId"]),
+                min(limits.integration_timeout_seconds, limits.function_timeout_seconds))
+        except InstanceEnded:
+            # Lambda would start another environment; a request queued on this one is left unserved.
+            return HTTPStatus.SERVICE_UNAVAILABLE, {}
+        if error is not None:
+            print(f"{event['requestContext']['requestId']} unhandled {type(error).__name__}: {error}",
+                  file=sys.stderr, flush=True)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {}
+        if result is None:
+            if limits.integration_timeout_seconds < limits.function_timeout_seconds:
+                return HTTPStatus.GATEWAY_TIMEOUT, {}
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {}
+        if _payload_bytes(result) > MAX_INVOCATION_PAYLOAD_BYTES:
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {}
+        return None, result
+
 
 class _Reply(list):
     """A WSGI body whose close() (called by the server once the body is sent) runs `then`."""
 
-    def __init__(self, raw: bytes, then):
+    def __init__(self, raw: bytes, then: Callable[[], None] | None):
         super().__init__([raw])
         self.then = then
 
     def close(self):
-        self.then()
+        if self.then:
+            self.then()
+
+
+def _close_connection(start_response) -> None:
+    """Has gunicorn close the connection after this answer: it drops a Connection header set by the
+    application, and its start_response is a method of its response, which can be told to close."""
+    close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+    if close:
+        close()
 
 
 def _headers(environ: dict) -> dict:
@@ -186,12 +368,17 @@ def _status_line(status: int) -> str:
         return f"{status} Unknown"
 
 
+def _payload_bytes(payload: dict) -> int:
+    """The size of an invocation's event or result as JSON, non-ASCII escaped (\\uXXXX), as Python's
+    json.dumps writes it by default: 12 bytes for an emoji, not its 4 bytes of UTF-8."""
+    return len(json.dumps(payload))
+
+
+# API Gateway's own error bodies, where they differ from the status's reason phrase.
+GATEWAY_MESSAGES = {HTTPStatus.GATEWAY_TIMEOUT: "Endpoint request timed out"}
+
+
 def gateway_message(reason: str) -> bytes:
     """API Gateway's own error body."""
     return json.dumps({"message": reason}).encode()
 
-
-def _gateway_error(start_response, method: str, status: HTTPStatus):
-    raw = gateway_message(status.phrase)
-    start_response(_status_line(status), [("Content-Type", "application/json"), ("Content-Length", str(len(raw)))])
-    return [] if method == "HEAD" else [raw]

@@ -2,9 +2,12 @@
 (local.gateway) on gunicorn.
 
 Lambda runs one invocation at a time per execution environment and many environments at once, so
-does this: LOCAL_WORKERS pre-forked sync workers, each one "Lambda instance" handling one request
-at a time. Powertools' resolver keeps the event it resolves on its class, so one request at a time
-per process is also what the handler needs."""
+does this: LOCAL_WORKERS pre-forked workers, each one "Lambda instance" invoking the handler for one
+request at a time (local.gateway.Instance). Powertools' resolver keeps the event it resolves on its
+class, so one invocation at a time per process is also what the handler needs. API Gateway, not
+the function, holds the clients' connections: each worker reads and answers them on threads
+(gunicorn's gthread), so idle or slow clients hold a thread, never the instance, and idle ones are
+closed after a few seconds."""
 
 import json
 import os
@@ -20,7 +23,8 @@ from gunicorn.app.base import BaseApplication
 from agent import routes
 from agent.shared import AGENT_SERVICE, METRICS_NAMESPACE
 from local.dynamodb import ROOT, PortInUse, embedded_dynamodb, listening_socket
-from local.gateway import MAX_REQUEST_LINE_AND_HEADERS_BYTES, Gateway, LocalContext, gateway_message, routes_of, to_event  # noqa: F401 (benchmarks)
+from local.gateway import (MAX_REQUEST_LINE_AND_HEADERS_BYTES, Gateway, Limits, LocalContext,  # noqa: F401 (benchmarks)
+                           gateway_message, routes_of, to_event)
 
 LOCAL_DEFAULTS = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -33,8 +37,10 @@ LOCAL_DEFAULTS = {
     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
 }
 DEFAULT_WORKERS = 4  # enough for two turns to race on a laptop's cores
-# gunicorn kills a worker silent for this long; above the API's 29 s integration timeout, so a slow
-# turn is cut by its own deadline, as deployed, and not by the local server.
+# Connections a worker reads and answers at once; one of them at a time invokes the handler.
+CONNECTION_THREADS = 8
+# gunicorn kills a worker whose main loop is silent for this long (a handler running long does not
+# silence it: the function timeout ends that instance, local.gateway.Instance).
 WORKER_TIMEOUT_SECONDS = 60
 # Ctrl-C waits this long for requests in flight.
 GRACEFUL_STOP_SECONDS = 5
@@ -64,7 +70,8 @@ class Instances(BaseApplication):
         settings = {
             "bind": [f"fd://{self.sock.fileno()}"],
             "workers": self.workers,
-            "worker_class": "sync",
+            "worker_class": "gthread",
+            "threads": CONNECTION_THREADS,
             "timeout": WORKER_TIMEOUT_SECONDS,
             "graceful_timeout": GRACEFUL_STOP_SECONDS,
             "accesslog": "-",
@@ -78,12 +85,26 @@ class Instances(BaseApplication):
             "limit_request_field_size": MAX_REQUEST_LINE_AND_HEADERS_BYTES,
             "when_ready": lambda _: print(self.banner, flush=True),
             "on_exit": lambda _: print("agent stopped", flush=True),
+            "worker_exit": _exit_ended_instance,
         }
         for name, value in settings.items():
             self.cfg.set(name, value)
 
     def load(self):
         return self.app
+
+
+def end_this_instance() -> None:
+    """Ends this worker process as Lambda ends an environment whose invocation timed out: gunicorn
+    stops it (answering what it has read) and starts a fresh one."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _exit_ended_instance(_arbiter, worker) -> None:
+    # Without waiting for the timed-out handler's threads, which may never return.
+    if worker.wsgi.instance.ended.is_set():
+        sys.stdout.flush()
+        os._exit(1)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -101,17 +122,17 @@ class _InProcessServer(WSGIServer):
     request_queue_size = 128
 
 
-def make_server(handler, port: int, after_response=None) -> WSGIServer:
+def make_server(handler, port: int, after_response=None, *, limits: Limits = Limits()) -> WSGIServer:
     """One "Lambda instance" in this process, for tests that patch the handler here (fault
     injection, scripted models): a gunicorn worker is another process, which no patch reaches."""
     server = _InProcessServer(("127.0.0.1", port), _QuietHandler)
-    server.set_app(gateway(handler, after_response))
+    server.set_app(gateway(handler, after_response, limits=limits))
     return server
 
 
-def gateway(lambda_handler, after_response=None) -> Gateway:
+def gateway(lambda_handler, after_response=None, **options) -> Gateway:
     """API Gateway's stand-in in front of `lambda_handler`, with the routes the stack deploys."""
-    return Gateway(lambda_handler, routes_of(routes.PROTECTED, routes.PUBLIC), after_response)
+    return Gateway(lambda_handler, routes_of(routes.PROTECTED, routes.PUBLIC), after_response, **options)
 
 
 def turn_stream(compactor_handler):
@@ -151,7 +172,7 @@ def serve(endpoint: str, sock: socket.socket, workers: int) -> None:
         from compactor import handler as compactor
 
         after_response = turn_stream(compactor.lambda_handler)
-    app = gateway(handler.lambda_handler, after_response)
+    app = gateway(handler.lambda_handler, after_response, limits=Limits.from_env(os.environ), end=end_this_instance)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     banner = (
         f"agent listening on {url}: {workers} instances, DynamoDB at {endpoint}, "

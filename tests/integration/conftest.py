@@ -18,7 +18,7 @@ import pytest
 
 from client import as_user
 from local.dynamodb import embedded_dynamodb, free_port
-from local.server import configure, make_server
+from local.server import Limits, configure, make_server
 from local.strict_dynamodb import strict_dynamodb
 from local.tables import control_plane_client, ensure_tables
 from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE, STACK_ENV, local_server
@@ -54,13 +54,15 @@ def handler(tables):
 
 @pytest.fixture(scope="session")
 def server_url(tables, dynamodb_endpoint):
-    with local_server(dynamodb_endpoint, SERVER_WORKERS) as server:
+    # The HTTP tests burst (32 turns at once, schemathesis): the stage's throttle is off for them;
+    # test_local_limits tries it on its own server.
+    with local_server(dynamodb_endpoint, SERVER_WORKERS, LOCAL_THROTTLE="off") as server:
         yield server.url
 
 
 @pytest.fixture(scope="session")
 def in_process_url(handler):
-    server = make_server(handler.lambda_handler, free_port())
+    server = make_server(handler.lambda_handler, free_port(), limits=Limits(throttling=None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -15,7 +15,7 @@ from agent.providers import OfflineModel
 from client import as_user
 from compactor.logic import Compactor, process
 from local.dynamodb import free_port
-from local.server import make_server, turn_stream
+from local.server import Limits, make_server, turn_stream
 from local.tables import create_table_request
 from memory.conversation import ConversationStore
 from memory.resilient import ResilientMemory
@@ -105,7 +105,8 @@ def compacting_stack(handler, monkeypatch):
     monkeypatch.setattr(compactor, "conversations", handler.memory.conversations)
     monkeypatch.setattr(compactor, "settings", dataclasses.replace(
         compactor.settings, memory_strategy="compaction", compaction_trigger_turns=TRIGGER))
-    server = make_server(handler.lambda_handler, free_port(), turn_stream(compactor.lambda_handler))
+    server = make_server(handler.lambda_handler, free_port(), turn_stream(compactor.lambda_handler),
+                         limits=Limits(throttling=None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     with httpx.Client(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=30) as client:
         yield client

@@ -2,15 +2,29 @@
 refused or cut short locally, with their answers, through the multi-process local server."""
 
 import base64
+import contextlib
+import json
 import os
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
-from client import as_user, raw
+from agent import budget, routes
+from agent.api import MAX_MESSAGE_CHARS
+from client import as_user, raw, say
+from fakes import SlowModelAPI
+from local.gateway import Limits, Throttling
+from local_stack import local_server
 
 # A Cognito id token is a JWT of 1-4 KB (its claims, groups, and the RS256 signature), sent as
 # `Authorization: Bearer ...` on every request: it takes that much of API Gateway's header budget.
 REALISTIC_TOKEN_BYTES = 4_000
+# A guard against a hang, not a timing claim: half-second polls for a fresh instance to answer.
+REPLACEMENT_POLLS = 120
 
 
 def bearer(size: int) -> dict:
@@ -42,3 +56,139 @@ def test_a_token_past_api_gateways_header_budget_is_refused(api, user, reliabili
     response = api.get("/memory", headers=as_user(user) | bearer(size))
     assert response.status_code == 431 and response.json() == {"message": "Request Header Fields Too Large"}
     reliability("Local limits", f"a {size:,}-byte token", "431 from the gateway, the handler not invoked")
+
+
+@pytest.fixture(scope="module")
+def make_dev(tables, dynamodb_endpoint):
+    """`make dev`'s server as it starts: the deployed stage's throttle, API Gateway's and Lambda's timeouts."""
+    with local_server(dynamodb_endpoint, 4) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def slow_turns(dynamodb_endpoint: str, seconds: float, **limits: str):
+    """A server of one instance whose turns take `seconds` (a model that slow to its first token)."""
+    with SlowModelAPI(first_token_seconds=seconds) as model, local_server(
+            dynamodb_endpoint, 1, AGENT_MODEL_PROVIDER="anthropic", ANTHROPIC_API_KEY="test-key",
+            ANTHROPIC_BASE_URL=model.url, **limits) as server:
+        yield server
+
+
+def instances(server) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.pid)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def answered_again(client: httpx.Client) -> bool:
+    """Whether the server answers /health again, once a fresh instance replaced the one that ended
+    (a request reaching the ending one meanwhile gets 503, or a closed connection)."""
+    for _ in range(REPLACEMENT_POLLS):
+        try:
+            if client.get("/health").status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def test_idle_connections_do_not_take_the_server_down(server_url, api, user, reliability):
+    # Given more idle connections than the server has instances (each sends nothing)
+    port = int(server_url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+    try:
+        # When a client sends a turn meanwhile
+        response = say(api, user, "beside-idle", "hello")
+        # Then it is answered
+        assert response.status_code == 200, response.text
+    finally:
+        for sock in idle:
+            sock.close()
+    reliability("Local limits", "8 idle connections, then a turn", "the turn answered 200; the instances not held")
+
+
+def test_a_function_past_its_timeout_is_a_500_and_its_instance_ends(tables, dynamodb_endpoint, user, reliability):
+    # Given turns slower than the function's timeout (set to 1.5 s here; deployed it is agent.budget's 25 s)
+    with slow_turns(dynamodb_endpoint, 4, LOCAL_FUNCTION_TIMEOUT_SECONDS="1.5") as server:
+        before = instances(server)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            # When a turn runs past it
+            response = say(client, user, "slow", "hello")
+            # Then API Gateway's answer for a function error, and the instance that ran it is replaced
+            assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}
+            assert answered_again(client)
+    assert "Task timed out after 1.50 seconds" in "".join(server.console)
+    assert instances(server).isdisjoint(before)
+    reliability("Local limits", "a turn past the function timeout", "500 Internal Server Error; the instance replaced")
+
+
+def test_an_integration_past_api_gateways_timeout_is_a_504_and_the_function_goes_on(tables, dynamodb_endpoint, user,
+                                                                                     reliability):
+    # Given an integration timeout shorter than the turn (1.5 s here; deployed it is 29 s)
+    with slow_turns(dynamodb_endpoint, 3, LOCAL_INTEGRATION_TIMEOUT_SECONDS="1.5") as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            response = say(client, user, "late", "hello")
+            # Then API Gateway's 504, while the Lambda runs on and stores its turn
+            assert response.status_code == 504 and response.json() == {"message": "Endpoint request timed out"}
+            history = client.get("/sessions/late/messages", headers=as_user(user))
+            assert history.status_code == 200 and history.json()["messages"][0]["content"] == "hello"
+    reliability("Local limits", "a turn past API Gateway's integration timeout",
+                "504 Endpoint request timed out; the function ran on and stored the turn, as deployed")
+
+
+def test_the_default_limits_are_the_deployed_ones():
+    limits = Limits.from_env({})
+    assert limits.throttling == Throttling(routes.THROTTLE_RATE_PER_SECOND, routes.THROTTLE_BURST)
+    assert limits.integration_timeout_seconds == budget.API_INTEGRATION_TIMEOUT_SECONDS
+    assert limits.function_timeout_seconds == budget.SYNC_TURN_SECONDS
+
+
+def test_a_route_past_its_throttle_gets_429_across_all_instances(make_dev, user, reliability):
+    # Given `make dev`'s four instances and the deployed stage's throttle (rate 10/s, burst 20)
+    started = time.monotonic()
+    with httpx.Client(base_url=make_dev.url, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+        # When one route is asked 3 times its burst at once
+        answers = list(pool.map(lambda _: client.get("/sessions", headers=as_user(user)), range(60)))
+        elapsed = time.monotonic() - started
+        # Then the bucket the instances share admits its burst and its rate, no more; the rest is 429
+        admitted = [a for a in answers if a.status_code == 200]
+        refused = [a for a in answers if a.status_code == 429]
+        assert len(admitted) + len(refused) == 60
+        assert len(admitted) <= routes.THROTTLE_BURST + routes.THROTTLE_RATE_PER_SECOND * elapsed + 1
+        assert refused and all(a.json() == {"message": "Too Many Requests"} for a in refused)
+        # And another route has its own bucket
+        assert client.get("/memory", headers=as_user(user)).status_code == 200
+    reliability("Local limits", "60 requests at once on one route, on the deployed throttle",
+                f"{len(admitted)} admitted, {len(refused)} x 429 Too Many Requests; another route still admitted")
+
+
+def test_a_request_over_lambdas_payload_quota_is_refused_by_the_gateway(api, user, reliability):
+    # Given a body under API Gateway's 10 MB but an event over Lambda's 6 MB
+    response = api.post("/sessions/big/messages", content=b'{"message": "' + b"x" * 7_000_000 + b'"}',
+                        headers=as_user(user) | {"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
+    reliability("Local limits", "a 7 MB body (over Lambda's 6 MB invocation payload)", "413 from the gateway, not invoked")
+
+
+def test_a_history_page_always_fits_lambdas_response_quota(api, user, reliability):
+    # Given 40 turns of the longest message, in emoji (12 bytes each in Lambda's JSON result)
+    longest = "😀" * MAX_MESSAGE_CHARS
+    body = json.dumps({"message": longest}, ensure_ascii=False).encode()
+    with ThreadPoolExecutor(4) as pool:
+        sent = list(pool.map(lambda _: api.post("/sessions/emoji/messages", content=body,
+                                                 headers=as_user(user) | {"Content-Type": "application/json"}), range(40)))
+    assert [r.status_code for r in sent] == [200] * 40
+    # When the whole history is read with the largest page
+    pages, token = [], None
+    while True:
+        page = api.get("/sessions/emoji/messages", params={"limit": 100, **({"next_token": token} if token else {})},
+                       headers=as_user(user))
+        # Then every page is one Lambda can return, and the pages hold every turn
+        assert page.status_code == 200, page.text
+        pages.append(page.json())
+        if not (token := pages[-1]["next_token"]):
+            break
+    said = [m["content"] for p in pages for m in p["messages"] if m["role"] == "user"]
+    assert len(pages) > 1 and said == [longest] * 40
+    reliability("Local limits", "GET the history of 40 turns of 16,000 emoji with limit=100",
+                f"{len(pages)} pages, each under Lambda's 6 MB result; every turn read once")

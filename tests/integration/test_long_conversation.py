@@ -13,7 +13,7 @@ from agent.observability import logger
 from agent.providers import OfflineModel
 from client import as_user
 from local.dynamodb import free_port
-from local.server import make_server, turn_stream
+from local.server import Limits, make_server, turn_stream
 from memory.resilient import ResilientMemory
 from memory.window import WindowPolicy, estimate_tokens
 from prompt_rules import api_problems
@@ -74,7 +74,8 @@ def checked_stack(handler, monkeypatch):
     monkeypatch.setattr(compactor, "settings", dataclasses.replace(
         compactor.settings, memory_strategy="compaction", compaction_trigger_turns=TRIGGER,
         max_prompt_tokens=BUDGET))
-    server = make_server(handler.lambda_handler, free_port(), turn_stream(compactor.lambda_handler))
+    server = make_server(handler.lambda_handler, free_port(), turn_stream(compactor.lambda_handler),
+                         limits=Limits(throttling=None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     with httpx.Client(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=30) as client:
         yield client, model

@@ -43,16 +43,21 @@ CROWDED_SESSIONS = 4000
 
 @pytest.fixture(scope="module")
 def instances_url(tables, dynamodb_endpoint):
-    """The local server with 16 worker processes (Lambda instances) and the offline model."""
-    with local_server(dynamodb_endpoint, INSTANCES) as server:
+    """The local server with 16 worker processes (Lambda instances) and the offline model. Its
+    writers burst (no throttle), and erasing 4,000 sessions on this machine takes longer than the
+    function's timeout: these tests are about the write protocol, so both limits are lifted here
+    (test_local_limits tries an erasure cut short by the timeout, then retried)."""
+    with local_server(dynamodb_endpoint, INSTANCES, LOCAL_THROTTLE="off", LOCAL_FUNCTION_TIMEOUT_SECONDS="300",
+                      LOCAL_INTEGRATION_TIMEOUT_SECONDS="300") as server:
         yield server.url
 
 
 @contextlib.contextmanager
 def slow_model_server(dynamodb_endpoint: str, answer, *, workers: int, pace: dict):
     """The local server whose model is a SlowModelAPI answering `answer(request body)`."""
-    with SlowModelAPI(**pace) as model, local_server(dynamodb_endpoint, workers, AGENT_MODEL_PROVIDER="anthropic",
-                                                      ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.url) as server:
+    with SlowModelAPI(**pace) as model, local_server(dynamodb_endpoint, workers, LOCAL_THROTTLE="off",
+                                                      AGENT_MODEL_PROVIDER="anthropic", ANTHROPIC_API_KEY="test-key",
+                                                      ANTHROPIC_BASE_URL=model.url) as server:
         model.script = [answer]
         yield model, server
 
