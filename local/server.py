@@ -35,6 +35,11 @@ LOCAL_DEFAULTS = {
     "POWERTOOLS_SERVICE_NAME": AGENT_SERVICE,
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    # The deployed function starts from a SnapStart snapshot (infra/agent_function.py); the local
+    # instances are forked from one initialised handler, and its init preloads what a snapshot holds
+    # (agent.wiring.services). Without it each instance imported the model SDK in its first turn,
+    # which on a busy machine spent the turn's whole deadline.
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start",
 }
 DEFAULT_WORKERS = 4  # enough for two turns to race on a laptop's cores
 # Connections a worker reads and answers at once; one of them at a time invokes the handler.
