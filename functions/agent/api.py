@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from memory.long_term import DEFAULT_MAX_VALUE_CHARS, VALUE_RULE
+
 # Path parameter patterns are anchored: pydantic's (Rust) regex searches, and `$` there is the end
 # of the text, not a newline. A fact key's is memory.long_term.FACT_KEY, anchored, with its length (agent.handler).
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -41,7 +43,8 @@ class FactRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    value: Annotated[str, Field(min_length=1)]
+    value: Annotated[str, Field(min_length=1, description=(
+        f"{VALUE_RULE}; at most MEMORY_MAX_FACT_VALUE_CHARS characters ({DEFAULT_MAX_VALUE_CHARS} by default)"))]
 
 
 def json_object(body: str) -> dict:

@@ -25,7 +25,7 @@ from agent.providers import Model, configured_model
 from agent.tracing import tracer
 from agent.turn import run_turn
 from memory.errors import Erased, InvalidToken, SessionNotFound
-from memory.long_term import FACT_KEY, FACT_KEY_MAX_CHARS, FactsLimitReached, InvalidFact
+from memory.long_term import FACT_KEY, FACT_KEY_MAX_CHARS, FACT_KEY_RULE, VALUE_RULE, FactsLimitReached, InvalidFact
 
 # OpenID Connect's `sub`: at most 255 ASCII characters. Anything else could not key the tables
 # (DynamoDB partition keys stop at 2 KB), so it is no identity at all.
@@ -86,7 +86,8 @@ def _answers(*statuses: HTTPStatus, success: HTTPStatus = S.OK) -> dict:
 PROTECTED = (S.UNAUTHORIZED, S.UNPROCESSABLE_ENTITY, S.SERVICE_UNAVAILABLE)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
-FactKey = Annotated[str, Path(pattern=f"^{FACT_KEY}$", max_length=FACT_KEY_MAX_CHARS)]  # the fact store's own rule
+FactKey = Annotated[str, Path(pattern=f"^{FACT_KEY}$", max_length=FACT_KEY_MAX_CHARS,  # the fact store's own rule
+                              description=f"the fact's name: {FACT_KEY_RULE}")]
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", pattern=IDEMPOTENCY_KEY_PATTERN)]
 # No length cap: preferences the API does not implement are ignored, however long (agent.async_turns).
 Prefer = Annotated[str | None, Header(alias="prefer", description=(
@@ -214,7 +215,12 @@ def get_facts() -> dict:
     return {"facts": {fact.key: fact.value for fact in memory.facts_of(caller())}}
 
 
-@app.put("/memory/<key>", security=JWT, responses=_answers(*PROTECTED, S.BAD_REQUEST, S.CONFLICT, S.REQUEST_ENTITY_TOO_LARGE))
+@app.put("/memory/<key>", security=JWT, responses=_answers(*PROTECTED, S.BAD_REQUEST, S.CONFLICT, S.REQUEST_ENTITY_TOO_LARGE),
+         description=(f"Stores the fact, for the caller only. The key: {FACT_KEY_RULE}. The value: {VALUE_RULE}; at "
+                      f"most {settings.max_fact_value_chars} characters. Either refused: 422. At most "
+                      f"{settings.max_facts} facts and {settings.max_fact_bytes} bytes (UTF-8, keys and values) per "
+                      "user: a write past them is refused with 409 facts_limit_reached (overwriting with a value "
+                      "no longer always works)."))
 def put_fact(key: FactKey, request: FactRequest) -> dict:
     memory.put_fact(caller(), key, request.value)
     return {"facts": {key: request.value}}

@@ -149,6 +149,18 @@ def test_a_value_with_invisible_characters_is_refused(api, user, reliability, na
                 f"422 validation_error ({response.json()['message'][:60]}...); nothing stored", 0)
 
 
+def test_facts_stored_before_the_rules_are_still_read_and_erased(api, user):
+    # Given facts written before keys and values were checked (straight to the table)
+    for key, value in ((".", "dot"), ("..", "dots"), ("name", f"Ada{TAGGED}")):
+        dynamodb_client().put_item(TableName=LONG_TERM_TABLE, Item={
+            "user_id": {"S": user}, "fact_key": {"S": key}, "value": {"S": value},
+            "updated_at": {"S": "2026-01-01T00:00:00.000+00:00"}})
+    # Then they are listed and reach the prompt, and erasure removes them
+    assert facts_of(api, user) == {".": "dot", "..": "dots", "name": f"Ada{TAGGED}"}
+    assert "and 3 facts" in say(api, user, "s1", "hello").json()["reply"]
+    assert api.delete("/me", headers=as_user(user)).status_code == 204 and facts_of(api, user) == {}
+
+
 @pytest.mark.parametrize("name,value", JOINED, ids=[case[0] for case in JOINED])
 def test_a_value_with_joiners_is_stored_as_typed(api, user, name, value):
     assert api.put("/memory/name", json={"value": value}, headers=as_user(user)).status_code == 200

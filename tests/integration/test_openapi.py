@@ -1,6 +1,8 @@
 """The OpenAPI document against what the routes really answer: every status documented, every
 body matching its schema, every error an ErrorBody; and the JWT the deployed API requires."""
 
+import re
+
 import httpx
 import pytest
 import schemathesis
@@ -10,6 +12,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
 
 from agent import routes
 from client import as_user
+from memory.long_term import (DEFAULT_MAX_BYTES, DEFAULT_MAX_FACTS, DEFAULT_MAX_VALUE_CHARS, FACT_KEY, FACT_KEY_MAX_CHARS,
+                              VALUE_RULE)
 
 EXAMPLES_PER_OPERATION = 15
 # The OpenAPI document does not list its own route.
@@ -49,6 +53,19 @@ def test_every_error_is_an_error_body_and_deletes_answer_204(document):
                     assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
             if method == "delete":
                 assert "204" in operation["responses"] and "200" not in operation["responses"], path
+
+
+def test_the_fact_rules_are_in_the_document(document):
+    # The key: the store's own pattern, anchored, and its length
+    put = document["paths"]["/memory/{key}"]["put"]
+    [key] = [p["schema"] for p in put["parameters"] if p["name"] == "key"]
+    assert (key["pattern"], key["maxLength"]) == (f"^{FACT_KEY}$", FACT_KEY_MAX_CHARS)
+    assert re.fullmatch(key["pattern"], "..") is None and re.fullmatch(key["pattern"], "favourite_colour")
+    # The value: its characters and its length, the deployed caps in the operation's description
+    value = document["components"]["schemas"]["FactRequest"]["properties"]["value"]
+    assert VALUE_RULE in value["description"] and "U+200C" in value["description"]
+    assert f"at most {DEFAULT_MAX_VALUE_CHARS} characters" in put["description"]
+    assert f"{DEFAULT_MAX_FACTS} facts and {DEFAULT_MAX_BYTES} bytes" in put["description"]
 
 
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
