@@ -119,8 +119,9 @@ def render(rows: list[tuple[dict, str]], failures: list[str], command: str) -> s
         "sessions are 404 and their facts unreachable, for the API and for the model's tools alike.",
         "- **Erasure**: `DELETE /me` deletes every session (expired ones, idempotency records and async turn "
         "statuses included) and every fact of the caller; a partly failed erasure answers 503 and its retry "
-        "finishes it. It is a fence: the delete moves the user's erasure mark, drops the sessions' registry "
-        "entries, then sweeps; every write is stamped with its session's generation and confirmed against "
+        "finishes it, as does the retry of one cut short by the function's timeout. It is a fence: the delete "
+        "moves the user's erasure mark, marks the sessions' registry entries `erasing`, sweeps, then deletes "
+        "the entries; every write is stamped with its session's generation and confirmed against "
         "the entry afterwards, so a writer that read its context before the delete removes what it wrote "
         "(409 `session_erased`) and runs no tool. No transaction meets another on a shared item. The entry "
         "outlives every item of its session, and is found by a consistent read, no index.",

@@ -21,6 +21,9 @@ __all__ = ["ConversationStore", "SessionInfo", "turn_item"]
 # Erasure deletes in BatchWriteItem calls of 25, this many calls' worth per thread of the pool: a
 # user with thousands of sessions is erased side by side, inside the function's time budget.
 ERASE_BATCH_ITEMS = 100
+# Erasure finishes this many sessions at a time (marked, swept, their entries deleted): an erasure
+# cut short by its function's timeout has finished every chunk before the one it was in.
+ERASE_CHUNK_SESSIONS = 100
 
 
 def encode_token(sort_key: str) -> str:
@@ -220,7 +223,8 @@ class ConversationStore:
 
     @translate_errors
     def delete(self, user_id: str, session_id: str) -> None:
-        """Every item of the session, whatever writes raced the delete. Raises SessionNotFound."""
+        """Every item of the session, whatever writes raced the delete. Raises SessionNotFound. Cut
+        short, it leaves the entry marked erasing: the session reads as gone, and a retry finishes."""
         entry, mark = self.registry.read(user_id, session_id)
         self._erase(user_id, [session_id], [entry] if entry else [])
         if entry is None or mark_of(entry) != mark:  # leftovers of an erased user are swept all the same
@@ -229,30 +233,36 @@ class ConversationStore:
     @translate_errors
     def erase_user(self, user_id: str, mark: int) -> int:
         """Every session of the user made before erasure mark `mark` (which the caller has just
-        moved); returns how many."""
+        moved); returns how many. Cut short (its function's timeout), it has finished whole chunks
+        of sessions and left the others' entries to the retry, which moves the mark again."""
         entries = self.registry.entries(user_id)
         # Every session is swept, a new incarnation's too: registering over an entry of an older mark
         # leaves that entry's items behind, under the new entry.
         stale = [entry for entry in entries if mark_of(entry) < mark]
-        self._erase(user_id, [entry["session_id"]["S"] for entry in entries], stale)
+        for first in range(0, len(entries), ERASE_CHUNK_SESSIONS):
+            chunk = entries[first:first + ERASE_CHUNK_SESSIONS]
+            self._erase(user_id, [entry["session_id"]["S"] for entry in chunk],
+                        [entry for entry in chunk if mark_of(entry) < mark])
         return len(stale)
 
     def _erase(self, user_id: str, session_ids: list[str], entries: list[dict]) -> None:
-        """Drops the entries (so every later confirm of their writers fails), then sweeps the
+        """Marks the entries erasing (so every later confirm of their writers fails), sweeps the
         sessions' partitions, side by side, of everything but what a new incarnation of a session,
-        registered meanwhile, wrote: a write lands before the sweep's Query (swept) or after the drop
-        (its confirm fails and its writer removes it); a new incarnation's entry precedes its items."""
-        delete_all(self._client, self._table, [{"pk": entry["pk"], "sk": entry["sk"]} for entry in entries])
+        registered meanwhile, wrote, then deletes the entries: a write lands before the sweep's Query
+        (swept) or after the mark (its confirm fails and its writer removes it); a new incarnation's
+        entry precedes its items."""
+        list(POOL.map(self.registry.begin_erasure, entries))
         found = POOL.map(lambda session_id: query_all(
             self._client, TableName=self._table, KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": session_key(user_id, session_id)}},
             ProjectionExpression="pk, sk, gen", ConsistentRead=True), session_ids)
         keys = [key for keys in found for key in keys]
-        live = {session_key(user_id, entry["session_id"]["S"]): generation_of(entry)
-                for entry in (self.registry.entries(user_id) if keys else [])}
+        live = {session_key(user_id, session_id): generation
+                for session_id, generation in (self.registry.live_generations(user_id, session_ids) if keys else {}).items()}
         doomed = [{"pk": key["pk"], "sk": key["sk"]} for key in keys if generation_of(key) != live.get(key["pk"]["S"])]
         batches = [doomed[first:first + ERASE_BATCH_ITEMS] for first in range(0, len(doomed), ERASE_BATCH_ITEMS)]
         list(POOL.map(lambda batch: delete_all(self._client, self._table, batch), batches))
+        list(POOL.map(self.registry.end_erasure, entries))
 
     def _discard(self, keys: list[dict]) -> None:
         """Best effort: what is left is invisible (its generation is not live) and expires by TTL."""

@@ -7,12 +7,14 @@ user's erasure mark when the entry was made, and what listing shows (`turn_count
 `updated_at`, `turns_expire_at`). Erasure mark (pk ERASED#<sha256(user)>, sk MARK): a counter that
 DELETE /me moves before it erases anything; it names nobody and stays.
 
-A session is live while its entry exists and carries the user's current mark; an item is visible
-while its `gen` is its live session's. A writer reads its session's Fence (gen and mark) before it
-reads anything else, stamps what it writes with it, and confirms the fence after writing: a confirm
-that fails means an erasure ran in between, so the writer removes what it wrote and raises Erased.
-Erasure deletes the entry first and sweeps the session after, so every write lands either before
-the sweep (swept) or before a confirm that fails (removed by its writer).
+A session is live while its entry exists, carries the user's current mark and is not `erasing`; an
+item is visible while its `gen` is its live session's. A writer reads its session's Fence (gen and
+mark) before it reads anything else, stamps what it writes with it, and confirms the fence after
+writing: a confirm that fails means an erasure ran in between, so the writer removes what it wrote
+and raises Erased. Erasure marks the entry `erasing` first, sweeps the session, and deletes the entry
+last, so every write lands either before the sweep (swept) or before a confirm that fails (removed
+by its writer); an erasure cut short (its function's timeout) leaves the entry marked, and the
+retry finds it and finishes.
 
 Only single-item writes ever touch these items, never a transaction: DynamoDB cancels transactions
 that meet on an item, and every turn of a session and every session of a user meet here."""
@@ -34,6 +36,8 @@ SECONDS_PER_DAY = 86_400
 REGISTRY_GRACE_SECONDS = 30 * SECONDS_PER_DAY
 # Entries and items written before generations existed carry none: they are generation "".
 LEGACY_GENERATION = ""
+# The attribute of an entry whose session an erasure has begun to sweep.
+ERASING = "erasing"
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ def mark_of(item: dict | None) -> int:
 
 
 def _live(entry: dict | None, mark: int) -> Fence | None:
-    return Fence(generation_of(entry), mark) if entry is not None and mark_of(entry) == mark else None
+    if entry is None or mark_of(entry) != mark or ERASING in entry:
+        return None
+    return Fence(generation_of(entry), mark)
 
 
 class Registry:
@@ -97,10 +103,12 @@ class Registry:
             entry = self._client.update_item(
                 TableName=self._table, Key=registry_key(user_id, session_id),
                 UpdateExpression="SET session_id = :sid, gen = :gen, mark = :mark, created_at = :now, "
-                                 "updated_at = :now, turn_count = :zero, turns_expire_at = :zero, expires_at = :exp",
-                # Absent, or left by an erasure of the user that this request came after. A sibling
-                # request may have registered it a moment ago: then its entry is this one's too.
-                ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(mark) OR mark < :mark",
+                                 "updated_at = :now, turn_count = :zero, turns_expire_at = :zero, expires_at = :exp "
+                                 "REMOVE erasing",
+                # Absent, being erased, or left by an erasure of the user that this request came after. A
+                # sibling request may have registered it a moment ago: then its entry is this one's too.
+                ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(mark) OR mark < :mark "
+                                    "OR attribute_exists(erasing)",
                 ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )["Attributes"]
@@ -165,6 +173,36 @@ class Registry:
             pass
 
     @translate_errors
+    def begin_erasure(self, entry: dict) -> None:
+        """Marks the entry `erasing` if it is still the one listed (not registered anew meanwhile):
+        from here on every confirm of its writers fails, and listing and reads skip it."""
+        condition, values = _fence_condition(Fence(generation_of(entry), mark_of(entry)), erasing=True)
+        try:
+            self._client.update_item(TableName=self._table, Key=_key_of(entry), UpdateExpression="SET erasing = :true",
+                                     ConditionExpression=condition,
+                                     ExpressionAttributeValues={**values, ":true": {"BOOL": True}})
+        except self._client.exceptions.ConditionalCheckFailedException:
+            pass  # registered anew (its items of the old generation are swept all the same) or gone
+
+    @translate_errors
+    def end_erasure(self, entry: dict) -> None:
+        """Deletes the entry once its session is swept, unless it was registered anew meanwhile."""
+        condition, values = _fence_condition(Fence(generation_of(entry), 0), with_mark=False, erasing=True)
+        try:
+            self._client.delete_item(TableName=self._table, Key=_key_of(entry),
+                                     ConditionExpression=f"{condition} AND attribute_exists(erasing)",
+                                     ExpressionAttributeValues=values)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            pass
+
+    @translate_errors
+    def live_generations(self, user_id: str, session_ids: list[str]) -> dict[str, str]:
+        """session id -> generation, for those of `session_ids` whose entry is live or new (of any mark,
+        not being erased): their items are not an erasure's to sweep."""
+        items = batch_get(self._client, self._table, [registry_key(user_id, sid) for sid in session_ids])
+        return {item["session_id"]["S"]: generation_of(item) for item in items if ERASING not in item}
+
+    @translate_errors
     def entries(self, user_id: str) -> list[dict]:
         """Every entry of the user, read consistently (an index could still miss the newest)."""
         return query_all(self._client, TableName=self._table, KeyConditionExpression="pk = :pk",
@@ -202,12 +240,19 @@ class Registry:
         return int(now) + self._ttl_seconds + REGISTRY_GRACE_SECONDS
 
 
-def _fence_condition(fence: Fence, *, with_mark: bool = True) -> tuple[str, dict]:
-    """The condition that an entry is still of `fence` (legacy entries carry neither attribute)."""
+def _key_of(entry: dict) -> dict:
+    return {"pk": entry["pk"], "sk": entry["sk"]}
+
+
+def _fence_condition(fence: Fence, *, with_mark: bool = True, erasing: bool = False) -> tuple[str, dict]:
+    """The condition that an entry is still of `fence` (legacy entries carry neither attribute) and,
+    unless `erasing`, that no erasure has begun on it."""
     if fence.generation == LEGACY_GENERATION:
         parts, values = ["attribute_exists(pk) AND attribute_not_exists(gen)"], {}
     else:
         parts, values = ["gen = :gen"], {":gen": {"S": fence.generation}}
+    if not erasing:
+        parts.append("attribute_not_exists(erasing)")
     if with_mark:
         parts.append("(attribute_not_exists(mark) OR mark = :mark)" if fence.mark == 0 else "mark = :mark")
         values[":mark"] = {"N": str(fence.mark)}

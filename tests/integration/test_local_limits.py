@@ -18,11 +18,17 @@ from agent.api import MAX_MESSAGE_CHARS
 from client import as_user, raw, say
 from fakes import SlowModelAPI
 from local.gateway import Limits, Throttling
-from local_stack import local_server
+from local.tables import control_plane_client
+from local_stack import SESSIONS_TABLE, items_of, local_server
+from memory.conversation import ConversationStore
+from memory.turns import Turn, iso, new_turn_id
 
 # A Cognito id token is a JWT of 1-4 KB (its claims, groups, and the RS256 signature), sent as
 # `Authorization: Bearer ...` on every request: it takes that much of API Gateway's header budget.
 REALISTIC_TOKEN_BYTES = 4_000
+# Sessions one DELETE /me cannot sweep within a function timeout of 2 s here, and how often it is retried.
+MANY_SESSIONS = 600
+MAX_ERASURE_ATTEMPTS = 40
 # A guard against a hang, not a timing claim: half-second polls for a fresh instance to answer.
 REPLACEMENT_POLLS = 120
 
@@ -192,3 +198,40 @@ def test_a_history_page_always_fits_lambdas_response_quota(api, user, reliabilit
     assert len(pages) > 1 and said == [longest] * 40
     reliability("Local limits", "GET the history of 40 turns of 16,000 emoji with limit=100",
                 f"{len(pages)} pages, each under Lambda's 6 MB result; every turn read once")
+
+
+def erase(client: httpx.Client, user: str) -> int:
+    """DELETE /me's status, 0 for a connection an ending instance closed."""
+    try:
+        return client.delete("/me", headers=as_user(user)).status_code
+    except httpx.TransportError:
+        return 0
+
+
+def test_an_erasure_cut_short_by_the_function_timeout_is_finished_by_its_retry(tables, dynamodb_endpoint, user,
+                                                                              reliability):
+    # Given a user with more sessions than one DELETE /me can sweep within a short function timeout
+    # Written with the control plane's patient client: on a loaded machine, the data path's 1 s read
+    # timeout retries writes that landed.
+    store = ConversationStore(client=control_plane_client(), table_name=SESSIONS_TABLE, ttl_days=30)
+
+    def session(n: int) -> None:
+        now = time.time()
+        store.append(Turn(user, f"s{n}", new_turn_id(now), iso(now), [{"role": "user", "content": f"hello {n}"}]))
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(session, range(MANY_SESSIONS)))
+    stored = len(items_of(user))
+    with local_server(dynamodb_endpoint, 2, LOCAL_FUNCTION_TIMEOUT_SECONDS="2") as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        # When the erasure is cut short, and retried as a client retries a 5xx
+        answers = [erase(client, user)]
+        while answers[-1] != 204 and len(answers) < MAX_ERASURE_ATTEMPTS:
+            time.sleep(0.5)
+            answers.append(erase(client, user))
+    # Then the retries finish it: not one item of the user is left
+    assert answers[0] == 500 and answers[-1] == 204, answers
+    assert items_of(user) == []
+    reliability("Local limits", f"`DELETE /me` of {MANY_SESSIONS} sessions ({stored} items) with the function "
+                "timeout set to 2 s", f"cut short ({answers[0]}), then {len(answers) - 1} retries: 204, "
+                "0 items of the user left")
