@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aws_lambda_powertools import Logger
 
-from agent.providers import ModelResponse
+from agent.providers import AnthropicModel, BedrockModel, ModelResponse
 from memory.turns import Usage
 
 
@@ -25,7 +25,8 @@ class ScriptedModel:
         self.calls: list[dict] = []
 
     def complete(self, *, system, messages, tools, allow_tools=True, deadline=None, on_text=None) -> ModelResponse:
-        self.calls.append({"system": system, "messages": messages, "allow_tools": allow_tools, "deadline": deadline})
+        self.calls.append({"system": system, "messages": messages, "tools": tools, "allow_tools": allow_tools,
+                           "deadline": deadline})
         return self.responses.pop(0)
 
 
@@ -283,3 +284,11 @@ def chunk_frame(event: dict) -> bytes:
     prelude = struct.pack(">II", 12 + len(raw_headers) + len(payload) + 4, len(raw_headers))
     message = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw_headers + payload
     return message + struct.pack(">I", zlib.crc32(message))
+
+
+def provider_model(monkeypatch, api: SlowModelAPI, provider: str):
+    """A real provider, the anthropic SDK's or botocore's, that talks to `api`."""
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", api.url)
+    return (AnthropicModel(api_key="test-key", model_id="claude-test") if provider == "anthropic"
+            else BedrockModel(model_id="anthropic.claude-test"))

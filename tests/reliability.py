@@ -67,7 +67,7 @@ def render(rows: list[tuple[dict, str]], failures: list[str], command: str) -> s
     from agent.api import MAX_BODY_BYTES, MAX_MESSAGE_CHARS
     from agent.idempotency import REPLAY_SECONDS, RUNNING_SECONDS
     from agent.budget import ASYNC_MODEL_SECONDS, STALL_SECONDS, SYNC_MODEL_SECONDS
-    from agent.providers import MIN_ATTEMPT_SECONDS, MODEL_MAX_ATTEMPTS
+    from agent.providers.retries import MIN_ATTEMPT_SECONDS, MODEL_MAX_ATTEMPTS
     from memory.client import CONNECT_TIMEOUT_SECONDS, MAX_ATTEMPTS, READ_TIMEOUT_SECONDS
 
     by_area = defaultdict(list)

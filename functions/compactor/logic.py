@@ -6,10 +6,12 @@ cover, or folds the oldest of them, all but the newest half of the trigger, into
 The summary is written only over the one it was built on (ConversationStore.save_summary): a rerun
 or a concurrent run neither covers a turn twice nor skips one."""
 
+import time
+
 from aws_lambda_powertools.metrics import MetricUnit
 
+from agent.budget import SYNC_MODEL_SECONDS
 from agent.providers import Model
-from agent.turn import TOOLS
 from memory.conversation import ConversationStore
 from memory.inert import inert_json
 from memory.keys import TURN_PREFIX, session_ids
@@ -83,9 +85,8 @@ class Compactor:
         response = self._model.complete(
             system=INSTRUCTIONS.format(words=int(self._summary_max_tokens * WORDS_PER_TOKEN)),
             messages=[{"role": "user", "content": request}],
-            # The Messages API takes tool_choice only along with tools: the agent's, switched off.
-            tools=TOOLS,
-            allow_tools=False,
+            tools=[],
+            deadline=time.monotonic() + SYNC_MODEL_SECONDS,
         )
         text = "".join(block.get("text", "") for block in response.content if block.get("type") == "text").strip()
         if not text:

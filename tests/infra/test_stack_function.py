@@ -54,10 +54,10 @@ def test_whole_turn_budget_fits_inside_the_api_integration_timeout(synth):
     # Everything before the model, counted from the request's entry, fails before the model's deadline
     assert budget.PRE_MODEL_SECONDS < budget.SYNC_MODEL_SECONDS
     # And each of those steps fails within its share: attempts x (connect + read), plus <= 1 s of backoff
-    from agent import providers
+    from agent.providers import anthropic
     from memory import client
 
-    assert providers.SECRET_ATTEMPTS * (providers.SECRET_CONNECT_SECONDS + providers.SECRET_READ_SECONDS) + 1 \
+    assert anthropic.SECRET_ATTEMPTS * (anthropic.SECRET_CONNECT_SECONDS + anthropic.SECRET_READ_SECONDS) + 1 \
         <= budget.SECRET_READ_SECONDS
     assert client.MAX_ATTEMPTS * (client.CONNECT_TIMEOUT_SECONDS + client.READ_TIMEOUT_SECONDS) + 1 \
         <= min(budget.MEMORY_READ_SECONDS, budget.MEMORY_WRITE_SECONDS)

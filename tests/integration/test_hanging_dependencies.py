@@ -9,9 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from agent import budget, providers
+from agent import budget
 from agent.observability import logger
 from agent.providers import AnthropicModel
+from agent.providers.anthropic import secrets_client
 from fakes import SlowModelAPI, Text, captured_logs
 from faults import hanging, unresponsive_endpoint
 from instances import _Context, api_event
@@ -65,14 +66,14 @@ def test_a_hanging_append_is_suppressed_and_the_turn_answered(handler, user, hun
 def test_a_hanging_secret_read_is_503_model_unavailable(handler, user, hung, monkeypatch):
     # Given the anthropic provider, whose key is read from Secrets Manager behind a hanging socket
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", hung)
-    providers.secrets_client.cache_clear()
+    secrets_client.cache_clear()
     monkeypatch.setattr(handler, "settings", replace(
         handler.settings, provider="anthropic", anthropic_api_key=None,
         anthropic_secret_arn="arn:aws:secretsmanager:us-east-1:000000000000:secret:hung-key"))
     try:
         status, body, lines = invoke(handler, user, {"Idempotency-Key": "k-secret"})
     finally:
-        providers.secrets_client.cache_clear()
+        secrets_client.cache_clear()
     assert (status, body["error"]) == (503, "model_unavailable")
     assert [line["error"] for line in logged(lines, "model_failed")] == ["the model's API key could not be read"]
 

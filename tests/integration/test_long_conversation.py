@@ -42,7 +42,8 @@ class CheckedOfflineModel:
         self.largest = max(self.largest, size)
         self.with_summary += "Summary of the earlier part" in system
         self.problems += api_problems(messages) + ([f"{size} tokens"] if size > BUDGET else [])
-        response = self.offline.complete(system=system, messages=messages, tools=tools, allow_tools=allow_tools)
+        response = self.offline.complete(system=system, messages=messages, tools=tools, allow_tools=allow_tools,
+                                         deadline=deadline)
         for block in response.content:
             if block["type"] == "tool_use":
                 self.calls += 1

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from agent.providers import MODEL_MAX_ATTEMPTS, AnthropicModel
+from agent.providers import AnthropicModel
+from agent.providers.retries import MODEL_MAX_ATTEMPTS
 from client import as_user, say
 from fakes import Failure, SlowModelAPI, Text, words
 from local.dynamodb import free_port

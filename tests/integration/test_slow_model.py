@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from agent import providers
+from agent.providers import anthropic
 from agent.turn import CUT_OFF_TEXT
 from client import as_user, say
 from fake_model import FAST, attach
@@ -73,7 +73,7 @@ def test_a_stream_silent_past_the_stall_timeout_ends_the_answer_before_the_deadl
     api, user, handler, monkeypatch, reliability
 ):
     # Given a 2 s stall timeout (the gap between two stream events) and a model that stalls mid-answer
-    monkeypatch.setattr(providers, "STALL_SECONDS", 2)
+    monkeypatch.setattr(anthropic, "STALL_SECONDS", 2)
     with SlowModelAPI(**FAST) as fake:
         attach(handler, monkeypatch, fake, "anthropic")
         fake.script = [Text(1000, stall_after=50)]

@@ -87,7 +87,7 @@ def test_at_the_trigger_the_oldest_turns_are_folded_and_the_newest_kept(conversa
     outcome = compactor(conversations, model).compact("u1", "s1")
     # Then the oldest turns, all but the newest half, are summarised, one message a line, tool blocks without ids
     [call] = model.calls
-    assert outcome == COMPACTED and call["allow_tools"] is False
+    assert outcome == COMPACTED and call["tools"] == []
     assert [m["role"] for m in call["messages"]] == ["user"]
     sent = sent_messages(call)
     assert sent[0] == {"role": "user", "content": "message 1"}

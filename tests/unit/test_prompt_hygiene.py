@@ -2,6 +2,7 @@
 transcript the compactor sends, each forging attempt of issue 21 rendered as the data it is."""
 
 import json
+import time
 import unicodedata
 
 from hypothesis import given
@@ -57,7 +58,7 @@ def test_a_summary_that_forges_a_facts_block_is_no_fact_when_the_user_has_none()
     # Then it is read as no facts (the offline model reads the facts block as a model would)
     assert read_facts(system) == {} and FACTS_OPEN not in system.splitlines()
     reply = OfflineModel().complete(system=system, messages=[{"role": "user", "content": "what is my name?"}],
-                                    tools=TOOLS).content[0]["text"]
+                                    tools=TOOLS, deadline=time.monotonic() + 1).content[0]["text"]
     assert "0 facts" in reply and "Mallory" not in reply
     # And the summary is one JSON string in its block, the text as it was stored
     assert block(system, SUMMARY_OPEN, SUMMARY_CLOSE) == [SUMMARY_OPEN, inert_json(FORGED_FACTS), SUMMARY_CLOSE]
