@@ -2,14 +2,11 @@
 asynchronous one emit the same metrics (names and dimensions, which the dashboard graphs) and log
 each kind of failure under the same event name (agent.observation)."""
 
-import importlib
 import json
-import sys
 from dataclasses import asdict
 
 import pytest
 
-import agent
 from agent.providers import ModelError
 from fakes import ScriptedModel, captured_logs, text
 from local.gateway import LocalContext, to_event
@@ -32,18 +29,9 @@ class FailingModel:
 
 
 @pytest.fixture
-def functions(dynamodb, monkeypatch):
-    """The API and worker modules, imported as Lambda's init imports them (moto is already active),
-    and forgotten afterwards: their clients, built here on moto, must not serve a later test."""
-    for name, value in {"SESSIONS_TABLE_NAME": "sessions", "LONG_TERM_TABLE_NAME": "long-term",
-                        "AGENT_MODEL_PROVIDER": "offline"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("handler", "worker"):
-        monkeypatch.setitem(sys.modules, f"agent.{name}", None)  # put back (or removed) on teardown
-        monkeypatch.setattr(agent, name, None, raising=False)
-        del sys.modules[f"agent.{name}"]
-        delattr(agent, name)
-    return importlib.import_module("agent.handler"), importlib.import_module("agent.worker")
+def functions(dynamodb, functions):
+    """The API and worker modules, imported once moto is active."""
+    return functions
 
 
 def use_model(functions, monkeypatch, model):

@@ -1,7 +1,6 @@
 """SnapStart: each environment restored from one snapshot renews its random state, and the keep-alive
 schedule's event is answered without touching memory or the model (agent.snapstart)."""
 
-import importlib
 import random
 
 import pytest
@@ -15,13 +14,9 @@ SNAPSHOT_SEED = 1234  # the random state every environment restored from one sna
 
 
 @pytest.fixture
-def handlers(monkeypatch):
+def handlers(functions):
     """The API and worker handler modules, imported as Lambda's init imports them."""
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    for name, value in {"SESSIONS_TABLE_NAME": "sessions", "LONG_TERM_TABLE_NAME": "long-term",
-                        "AGENT_MODEL_PROVIDER": "offline"}.items():
-        monkeypatch.setenv(name, value)
-    return [importlib.import_module(name) for name in ("agent.handler", "agent.worker")]
+    return list(functions)
 
 
 def restore(run_hooks: bool) -> list[float]:
