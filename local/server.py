@@ -9,11 +9,14 @@ the function, holds the clients' connections: each worker reads and answers them
 (gunicorn's gthread), so idle or slow clients hold a thread, never the instance, and idle ones are
 closed after a few seconds."""
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import subprocess
 import sys
+import time
 import warnings
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -22,7 +25,7 @@ from gunicorn.app.base import BaseApplication
 
 from agent import routes
 from agent.shared import AGENT_SERVICE, METRICS_NAMESPACE
-from local.dynamodb import ROOT, PortInUse, embedded_dynamodb, listening_socket
+from local.dynamodb import ROOT, PortInUse, embedded_dynamodb, free_port, listening_socket
 from local.gateway import (MAX_REQUEST_LINE_AND_HEADERS_BYTES, Gateway, Limits, LocalContext,  # noqa: F401 (benchmarks)
                            gateway_message, routes_of, to_event)
 
@@ -50,6 +53,7 @@ WORKER_TIMEOUT_SECONDS = 60
 # Ctrl-C waits this long for requests in flight.
 GRACEFUL_STOP_SECONDS = 5
 ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(M)sms"
+WORKER_FUNCTION_START_SECONDS = 30
 
 
 def _json_error(sock, status_int, reason, mesg):
@@ -165,8 +169,35 @@ def configure(endpoint: str) -> None:
     os.environ.setdefault("AGENT_MODEL_PROVIDER", "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "offline")
 
 
+@contextlib.contextmanager
+def worker_function():
+    """The worker function of asynchronous turns behind Lambda's Invoke API (local.lambda_service),
+    where the API's instances dispatch turns as deployed: WORKER_FUNCTION_NAME at
+    AWS_ENDPOINT_URL_LAMBDA (boto3 honours it)."""
+    from local.lambda_service import FUNCTION_NAME
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "local.lambda_service", str(port)], cwd=ROOT)
+    deadline = time.monotonic() + WORKER_FUNCTION_START_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            break
+        time.sleep(0.1)
+    os.environ |= {"WORKER_FUNCTION_NAME": FUNCTION_NAME, "AWS_ENDPOINT_URL_LAMBDA": f"http://127.0.0.1:{port}"}
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
 def serve(endpoint: str, sock: socket.socket, workers: int) -> None:
     configure(endpoint)
+    with worker_function():
+        _serve(endpoint, sock, workers)
+
+
+def _serve(endpoint: str, sock: socket.socket, workers: int) -> None:
     from agent import handler  # imported after configure: it reads the environment at import
     from local.tables import control_plane_client, ensure_tables
 

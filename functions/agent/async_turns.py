@@ -10,14 +10,17 @@ an SQS queue: the invocation is one call from the API Lambda and Lambda keeps it
 retries, a maximum event age and an on-failure destination (the dead-letter queue the alarm
 watches). SQS would add a queue to poll, batches of one and a visibility timeout to keep above the
 worker's five minutes, for nothing this needs: turns are not batched, and their rate is already
-capped by the API's throttle. Locally (`make dev`, tests) there is no WORKER_FUNCTION_NAME, and a
+capped by the API's throttle. `make dev` runs the worker function behind a local Invoke API
+(local/lambda_service.py); without WORKER_FUNCTION_NAME (a test's handler in its own process), a
 thread of the process that accepted the turn runs the same code.
 
 Exactly once, whatever the delivery: the worker claims the status with a conditional write before
 it calls the model, and a second delivery finds it claimed and does nothing. The `done` status is
 written in the same transaction as the turn (agent.idempotency's design), so a stored turn and a
-done status exist together or not at all. A worker that dies leaves its claim running past the
-status's deadline, which GET then reports as failed: never running for ever.
+done status exist together or not at all. A worker whose environment dies fails its invocation:
+Lambda retries it with the same request id, and the retry takes the claim back and runs the turn
+again. A worker that never comes back leaves its claim running past the status's deadline, which
+GET then reports as failed: never running for ever.
 
 Erasure stops a running turn: the status is erased with its session, so the worker's next progress
 write fails its condition, the stream is closed (AnswerStopped) and nothing is stored; a worker
@@ -158,13 +161,17 @@ def progress_due(length: int, written: int, since_write: float) -> bool:
 
 
 def work(job: Job, *, memory: ResilientMemory, model: Model, statuses: TurnStatusStore, logger,
-         metrics=observation.metrics, clock=time.time) -> None:
+         metrics=observation.metrics, clock=time.time, invocation: str | None = None) -> None:
     """Runs one accepted turn, once. The memory rules are the synchronous path's: the read fails fast
     (the turn fails, memory_unavailable), the turn's append is best effort (memory_write_suppressed).
-    It is observed as a synchronous turn is (agent.observation), into `metrics`."""
+    It is observed as a synchronous turn is (agent.observation), into `metrics`.
+    `invocation`: the Lambda request id, which Lambda's retries of a failed invocation keep (AWS:
+    https://repost.aws/knowledge-center/lambda-function-duplicate-invocations): a retry after the
+    worker's environment died takes the turn over, instead of leaving it running to its deadline; a
+    duplicate delivery (another request id) finds it claimed."""
     keys = asdict(job).values()
     status = statuses.get(*keys)
-    token = secrets.token_hex(16)
+    token = invocation or secrets.token_hex(16)
     if status is None or not statuses.claim(*keys, token):
         # Already claimed (a second delivery), finished, past its deadline, or erased.
         logger.info("async_turn_skipped", extra={"turn_id": job.turn_id})

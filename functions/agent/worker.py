@@ -27,4 +27,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict | None:
 def _work(event: dict, context: LambdaContext) -> None:
     job = Job(user_id=event["user_id"], session_id=event["session_id"], turn_id=event["turn_id"])
     logger.append_keys(turn_id=job.turn_id)
-    work(job, memory=memory, model=configured_model(settings), statuses=statuses, logger=logger)
+    work(job, memory=memory, model=configured_model(settings), statuses=statuses, logger=logger,
+         invocation=context.aws_request_id)

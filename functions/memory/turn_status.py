@@ -92,10 +92,11 @@ class TurnStatusStore:
 
     @translate_errors
     def claim(self, user_id: str, session_id: str, turn_id: str, token: str) -> bool:
-        """Whether this worker now owns the turn: it is running, unclaimed, and before its deadline."""
+        """Whether this worker now owns the turn: it is running, before its deadline, and unclaimed or
+        claimed with this same token (Lambda's retry of an invocation whose environment failed)."""
         return self._write(self._update(
             user_id, session_id, turn_id, "SET worker = :token",
-            "#status = :running AND attribute_not_exists(worker) AND deadline > :now",
+            "#status = :running AND (attribute_not_exists(worker) OR worker = :token) AND deadline > :now",
             {":token": {"S": token}, ":running": {"S": RUNNING}, ":now": {"N": str(int(self._clock()))}},
         ))
 

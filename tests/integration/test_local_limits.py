@@ -5,6 +5,7 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -15,8 +16,8 @@ import pytest
 
 from agent import budget, routes
 from agent.api import MAX_MESSAGE_CHARS
-from client import as_user, raw, say
-from fakes import SlowModelAPI
+from client import ASYNC, GIVE_UP_SECONDS, POLL_SECONDS, as_user, poll, raw, say, start
+from fakes import SlowModelAPI, Text, words
 from local.gateway import Limits, Throttling
 from local.tables import control_plane_client
 from local_stack import SESSIONS_TABLE, items_of, local_server
@@ -29,6 +30,8 @@ REALISTIC_TOKEN_BYTES = 4_000
 # Sessions one DELETE /me cannot sweep within a function timeout of 2 s here, and how often it is retried.
 MANY_SESSIONS = 600
 MAX_ERASURE_ATTEMPTS = 40
+# An answer the worker writes for a few seconds, long enough to kill it mid-way.
+LONG_ANSWER_TOKENS = 600
 # A guard against a hang, not a timing claim: half-second polls for a fresh instance to answer.
 REPLACEMENT_POLLS = 120
 
@@ -80,9 +83,9 @@ def slow_turns(dynamodb_endpoint: str, seconds: float, **limits: str):
         yield server
 
 
-def instances(server) -> set[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.pid)], capture_output=True, text=True).stdout
-    return {int(pid) for pid in out.split()}
+def children(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(child) for child in out.split()}
 
 
 def answered_again(client: httpx.Client) -> bool:
@@ -116,7 +119,7 @@ def test_idle_connections_do_not_take_the_server_down(server_url, api, user, rel
 def test_a_function_past_its_timeout_is_a_500_and_its_instance_ends(tables, dynamodb_endpoint, user, reliability):
     # Given turns slower than the function's timeout (set to 1.5 s here; deployed it is agent.budget's 25 s)
     with slow_turns(dynamodb_endpoint, 4, LOCAL_FUNCTION_TIMEOUT_SECONDS="1.5") as server:
-        before = instances(server)
+        before = children(server.pid)
         with httpx.Client(base_url=server.url, timeout=30) as client:
             # When a turn runs past it
             response = say(client, user, "slow", "hello")
@@ -124,7 +127,7 @@ def test_a_function_past_its_timeout_is_a_500_and_its_instance_ends(tables, dyna
             assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}
             assert answered_again(client)
     assert "Task timed out after 1.50 seconds" in "".join(server.console)
-    assert instances(server).isdisjoint(before)
+    assert children(server.pid).isdisjoint(before)
     reliability("Local limits", "a turn past the function timeout", "500 Internal Server Error; the instance replaced")
 
 
@@ -235,3 +238,60 @@ def test_an_erasure_cut_short_by_the_function_timeout_is_finished_by_its_retry(t
     reliability("Local limits", f"`DELETE /me` of {MANY_SESSIONS} sessions ({stored} items) with the function "
                 "timeout set to 2 s", f"cut short ({answers[0]}), then {len(answers) - 1} retries: 204, "
                 "0 items of the user left")
+
+
+def poll_until(client: httpx.Client, user: str, location: str, wanted) -> dict:
+    """The first view of the turn for which `wanted(view)` holds (a guard against a hang, no timing claim)."""
+    give_up = time.monotonic() + GIVE_UP_SECONDS
+    while time.monotonic() < give_up:
+        if wanted(view := client.get(location, headers=as_user(user)).json()):
+            return view
+        time.sleep(POLL_SECONDS)
+    raise AssertionError(f"not seen within {GIVE_UP_SECONDS} s")
+
+
+def worker_function_processes(server) -> tuple[int, set[int]]:
+    """The pid of the worker function's service, and those of its worker processes (instances)."""
+    service = next(pid for pid in children(server.pid) if "local.lambda_service" in command_line(pid))
+    return service, {pid for pid in children(service) if "spawn_main" in command_line(pid)}
+
+
+def command_line(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline") as command:
+        return command.read()
+
+
+def test_a_turn_no_worker_function_can_take_is_503_worker_unavailable(tables, dynamodb_endpoint, user, reliability):
+    # Given `make dev`'s server whose worker function (Lambda's Invoke API, locally) is down
+    with local_server(dynamodb_endpoint, 1) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        service, _ = worker_function_processes(server)
+        os.kill(service, signal.SIGKILL)
+        # When a turn is sent asynchronously
+        response = client.post("/sessions/s/messages", json={"message": "hello"}, headers=as_user(user) | ASYNC)
+    # Then the dispatch fails as deployed: 503 worker_unavailable, worth a retry
+    assert response.status_code == 503 and response.json()["error"] == "worker_unavailable"
+    assert response.headers["Retry-After"] == "1"
+    reliability("Local limits", "an asynchronous turn while the worker function is down",
+                "503 worker_unavailable with Retry-After, from the real dispatch (Lambda Invoke)")
+
+
+def test_a_worker_that_dies_mid_turn_hands_the_turn_to_the_next(tables, dynamodb_endpoint, user, reliability):
+    # Given an asynchronous turn being written by the worker function's only instance
+    with SlowModelAPI(first_token_seconds=0.1) as model, local_server(
+            dynamodb_endpoint, 1, LOCAL_WORKER_INSTANCES="1", AGENT_MODEL_PROVIDER="anthropic",
+            ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.url) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        model.script = [Text(LONG_ANSWER_TOKENS)]
+        location = start(client, user).headers["Location"]
+        poll_until(client, user, location, lambda view: view.get("reply"))
+        # When its process dies mid-answer
+        _, (worker,) = worker_function_processes(server)
+        os.kill(worker, signal.SIGKILL)
+        # Then the invocation is delivered again to a fresh instance, which takes the turn over and finishes it
+        views = poll(client, user, location)
+    assert views[-1]["status"] == "done", views[-1]
+    assert views[-1]["reply"] == words(LONG_ANSWER_TOKENS) and model.requests == 2
+    assert "delivered again" in "".join(server.console)
+    reliability("Local limits", "the worker's process killed mid-turn (SIGKILL)",
+                "the invocation delivered again with its request id; the turn taken over and done, not "
+                "running to its 5-minute deadline")
