@@ -46,8 +46,9 @@ $(NODE_STAMP): package.json package-lock.json
 
 install: $(STAMP) $(NODE_STAMP)
 
+# The offline model writes at a real model's pace (40 tokens/s), so the reply can be watched growing.
 dev: $(SERVE_STAMP) $(NODE_STAMP)  ## run the agent locally: DynamoDB Local + the HTTP API on 127.0.0.1:$${PORT:-3000}
-	$(PY) -m local.server
+	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-40} $(PY) -m local.server
 
 chat: $(SERVE_STAMP)  ## terminal chat with the local server (or ENDPOINT=... TOKEN=...)
 	$(PY) -m local.chat

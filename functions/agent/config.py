@@ -49,6 +49,9 @@ class Settings:
     write_drill_until: float | None
     # The worker Lambda of asynchronous turns; unset (make dev, tests): a thread of this process.
     worker_function: str | None = None
+    # How fast the offline model writes its answer; 0 (unset): as fast as it can (tests). `make dev`
+    # sets 40, a real model's pace, so the reply can be watched growing and a deadline cutting it.
+    offline_tokens_per_second: float = 0
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Settings":
@@ -79,6 +82,7 @@ class Settings:
             if env.get("MEMORY_WRITE_DRILL_UNTIL")
             else None,
             worker_function=env.get("WORKER_FUNCTION_NAME") or None,
+            offline_tokens_per_second=_pace(env, "OFFLINE_MODEL_TOKENS_PER_SECOND"),
         )
         if provider == "anthropic" and not (settings.anthropic_api_key or settings.anthropic_secret_arn):
             raise ConfigError("the anthropic provider needs ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ARN")
@@ -113,3 +117,14 @@ def _positive_int(env, name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)
+
+
+def _pace(env, name: str) -> float:
+    raw = env.get(name) or "0"
+    try:
+        pace = float(raw)
+    except ValueError:
+        pace = -1
+    if not 0 <= pace < float("inf"):
+        raise ConfigError(f"{name} must be a number of tokens per second, 0 or more, not {raw!r}")
+    return pace

@@ -127,7 +127,7 @@ def test_a_value_that_forges_prompt_structure_is_refused_or_inert(api, user, han
         "user_id": {"S": user}, "fact_key": {"S": "name"}, "value": {"S": INJECTION},
         "updated_at": {"S": "2026-01-01T00:00:00.000+00:00"}})
     reply = say(api, user, "s1", "what is my name?").json()["reply"]
-    assert "I see 0 earlier turns and 1 facts" in reply  # the offline model reads the prompt's facts block
+    assert "I see 0 earlier turns and 1 fact;" in reply  # the offline model reads the prompt's facts block
     model = ScriptedModel(text("hi"))
     monkeypatch.setattr(handler, "model", lambda: model)
     say(api, user, "s1", "hello again")

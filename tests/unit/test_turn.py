@@ -106,9 +106,9 @@ def test_the_offline_model_uses_memory_and_calls_remember(memory, facts):
     assert [(f.key, f.value) for f in facts.all("u1")] == [("favourite_colour", "teal")]
     assert first.reply.startswith("[offline model]")
     later = turn(memory, offline, "what is my favourite colour?", session="s2")
-    assert "0 earlier turns and 1 facts" in later.reply and "teal" in later.reply
+    assert "0 earlier turns and 1 fact;" in later.reply and "teal" in later.reply
     third = turn(memory, offline, "and now?", session="s2")
-    assert "1 earlier turns" in third.reply
+    assert "1 earlier turn and" in third.reply
 
 
 def test_the_offline_model_remembers_without_that_and_recalls_the_first_message(memory, facts):

@@ -19,7 +19,7 @@ def configured_model(settings) -> Model:
     """The model of agent.config.Settings, built on first use: a process imports only its provider's
     SDK, keeps one client, and reads the API key secret through a 5-minute cache."""
     if settings.provider == "offline":
-        return OfflineModel()
+        return OfflineModel(tokens_per_second=settings.offline_tokens_per_second)
     if settings.provider == "bedrock":
         return _bedrock_model(settings.model_id, settings.max_output_tokens)
     return _anthropic_model(settings.anthropic_api_key or key_from_secret(settings.anthropic_secret_arn),
