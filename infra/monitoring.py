@@ -18,11 +18,12 @@ from constructs import Construct
 from functions.agent.shared import (AGENT_SERVICE, COMPACTOR_SERVICE, INPUT_TOKENS_METRIC, METRICS_NAMESPACE,
                                     OUTPUT_TOKENS_METRIC, SUPPRESSED_WRITES_ALARM_MINUTES,
                                     SUPPRESSED_WRITES_ALARM_THRESHOLD, TURN_LATENCY_METRIC)
+from functions.memory.outcomes import WRITE_SUPPRESSED_EVENT
 from infra.compactor import Compactor
 from infra.worker import AsyncWorker
 
 # The structured event the memory library logs on a failed, suppressed write (one JSON line).
-SUPPRESSED_WRITE_PATTERN = '{ $.message = "memory_write_suppressed" }'
+SUPPRESSED_WRITE_PATTERN = f'{{ $.message = "{WRITE_SUPPRESSED_EVENT}" }}'
 SUPPRESSED_WRITE_METRIC = "MemoryWriteSuppressed"
 ALARM_PERIOD = Duration.minutes(SUPPRESSED_WRITES_ALARM_MINUTES)
 ALARM_EVALUATION_PERIODS = 1

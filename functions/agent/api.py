@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memory.long_term import DEFAULT_MAX_VALUE_CHARS, VALUE_RULE
+from memory.outcomes import WriteOutcome
 
 # Path parameter patterns are anchored: pydantic's (Rust) regex searches, and `$` there is the end
 # of the text, not a newline. A fact key's is memory.long_term.FACT_KEY, anchored, with its length (agent.handler).
@@ -82,7 +83,7 @@ class TurnContext(BaseModel):
 
 
 class TurnMemory(BaseModel):
-    write: Literal["ok", "suppressed"]
+    write: WriteOutcome
 
 
 class TurnAnswer(BaseModel):

@@ -41,6 +41,7 @@ from agent.budget import (ASYNC_TURN_SECONDS, MEMORY_WRITE_SECONDS, OVERHEAD_SEC
 from agent.providers import AnswerStopped, Model
 from agent.turn import TurnResult, run_turn
 from memory.errors import Erased
+from memory.outcomes import WRITE_SUPPRESSED_EVENT
 from memory.resilient import ResilientMemory
 from memory.turn_status import DONE, FAILED, RUNNING, TurnStatus, TurnStatusStore
 from memory.turns import new_turn_id
@@ -201,7 +202,7 @@ def _finish_best_effort(statuses: TurnStatusStore, job: Job, token: str, logger,
     try:
         statuses.finish(*asdict(job).values(), token, **outcome)
     except Exception as error:
-        logger.warning("memory_write_suppressed", extra={"session_id": job.session_id, "record": "turn_status",
+        logger.warning(WRITE_SUPPRESSED_EVENT, extra={"session_id": job.session_id, "record": "turn_status",
                                                          "error": type(error).__name__})
 
 

@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from agent.turn import TurnResult
 from memory.dynamo import condition_failed
 from memory.keys import IDEMPOTENCY_PREFIX, session_key
+from memory.outcomes import WRITE_SUPPRESSED_EVENT
 from memory.turns import Turn
 
 # Printable ASCII without spaces: UUIDs, ULIDs, base64 tokens.
@@ -200,7 +201,7 @@ class Idempotency:
 
     def _suppressed(self, session_id: str, error: Exception) -> None:
         self._logger.warning(
-            "memory_write_suppressed",
+            WRITE_SUPPRESSED_EVENT,
             extra={"session_id": session_id, "error": type(error).__name__, "record": "idempotency"},
         )
 

@@ -11,6 +11,7 @@ from agent.prompt import facts_room, facts_tokens, fit_facts, system_prompt
 from agent.providers import DeadlineReached, Model
 from memory.errors import Erased
 from memory.long_term import FACT_KEY, FACT_KEY_MAX_CHARS, FACT_KEY_RULE, FactsLimitReached, InvalidFact, valid_key
+from memory.outcomes import WriteOutcome
 from memory.registry import Fence
 from memory.resilient import ResilientMemory
 from memory.turns import Turn, Usage, iso, new_turn_id
@@ -64,7 +65,7 @@ class TurnResult:
     reply: str
     context_turns: int
     context_facts: int
-    write: str
+    write: WriteOutcome
     context_summary: bool = False
     context_facts_omitted: int = 0
     truncated: bool = False

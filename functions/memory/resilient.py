@@ -9,6 +9,7 @@ from .conversation import ConversationStore
 from .dynamo import POOL
 from .errors import Erased
 from .long_term import Fact, FactsLimitReached, FactStore, InvalidFact
+from .outcomes import WRITE_SUPPRESSED_EVENT, WriteOutcome
 from .registry import Fence
 from .turns import Turn
 from .window import Summary, WindowPolicy
@@ -83,12 +84,12 @@ class ResilientMemory:
         self.conversations.erase_user(user_id, mark)
         self.facts.erase(user_id, before_mark=mark)
 
-    def append(self, turn: Turn, fence: Fence | None = None, also: tuple[dict, ...] = ()) -> str:
+    def append(self, turn: Turn, fence: Fence | None = None, also: tuple[dict, ...] = ()) -> WriteOutcome:
         """Stores the turn (and `also`, atomically); returns "ok", or "suppressed" after logging why
         it could not. Raises Erased: a turn of an erased session is not a failed write."""
         return self._best_effort(turn.session_id, lambda: self.conversations.append(turn, fence, also))
 
-    def remember(self, user_id: str, session_id: str, key: str, value: str, fence: Fence | None = None) -> str:
+    def remember(self, user_id: str, session_id: str, key: str, value: str, fence: Fence | None = None) -> WriteOutcome:
         """Stores a fact for a turn that read `fence` (None: read it now). Raises InvalidFact or
         FactsLimitReached (a refusal is an answer for the model, not a failed write), Erased when
         the session or the user was erased since: no tool runs for it then."""
@@ -99,7 +100,7 @@ class ResilientMemory:
 
         return self._best_effort(session_id, write)
 
-    def forget(self, user_id: str, session_id: str, key: str, fence: Fence | None = None) -> str:
+    def forget(self, user_id: str, session_id: str, key: str, fence: Fence | None = None) -> WriteOutcome:
         def write() -> None:
             self._still(user_id, session_id, fence)
             self.facts.delete(user_id, key)
@@ -119,7 +120,7 @@ class ResilientMemory:
             self.facts.discard(user_id, key, mark=mark)
             raise Erased()
 
-    def _best_effort(self, session_id: str, write: Callable[[], object]) -> str:
+    def _best_effort(self, session_id: str, write: Callable[[], object]) -> WriteOutcome:
         try:
             if self._write_drill_until and self._clock() < self._write_drill_until:
                 raise WriteDrillFault("alarm drill in progress")
@@ -129,7 +130,7 @@ class ResilientMemory:
         except Exception as error:  # any failure of a best-effort write is suppressed, visibly
             cause = error.__cause__ or error
             self._logger.warning(
-                "memory_write_suppressed",
+                WRITE_SUPPRESSED_EVENT,
                 extra={"session_id": session_id, "error": type(cause).__name__},
             )
             return "suppressed"

@@ -15,6 +15,7 @@ HOMES = {
     "AgentMemory": SHARED,
     ("last_k", "token_budget", "compaction"): f"{MEMORY}/window.py",
     "TURN#": f"{MEMORY}/keys.py",
+    "memory_write_suppressed": f"{MEMORY}/outcomes.py",
     "[a-z0-9_.-]*[a-z0-9_-][a-z0-9_.-]*": f"{MEMORY}/long_term.py",
 }
 
