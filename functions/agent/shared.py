@@ -1,6 +1,7 @@
 """The values the CDK app (infra/) and the functions both use, typed here and nowhere else. Plain
 constants with no imports: the CDK app imports this file too, as it does agent/budget.py.
-(The memory library's own values live in it: memory.window.STRATEGIES, memory.conversation.TURN_PREFIX.)"""
+(The memory library's own values live in it: memory.window.STRATEGIES, memory.keys.TURN_PREFIX,
+memory.outcomes.WRITE_SUPPRESSED_EVENT.)"""
 
 # AGENT_MODEL_PROVIDER: Claude through Anthropic's API or Amazon Bedrock, or a canned offline model.
 PROVIDERS = ("anthropic", "bedrock", "offline")
