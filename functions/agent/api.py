@@ -18,6 +18,8 @@ MAX_MESSAGE_CHARS = 16_000
 # Checked before the body is parsed: JSON escapes (\uXXXX) may take six bytes per character.
 MAX_BODY_BYTES = 6 * MAX_MESSAGE_CHARS + 1024
 HISTORY_PAGE_MAX = 100
+# GET /sessions: a page of a user's sessions (a few hundred bytes each), far under Lambda's 6 MB result.
+SESSIONS_PAGE_DEFAULT, SESSIONS_PAGE_MAX = 50, 100
 # No field of the API is a number this long; Python refuses to convert past 4,300 digits anyway,
 # with a message about its own internals.
 MAX_JSON_INTEGER_DIGITS = 100

@@ -15,8 +15,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
 from agent import async_turns, observation, snapstart, wiring
-from agent.api import (HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, TURN_ID_PATTERN, ErrorBody,
-                       FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState, json_object)
+from agent.api import (HISTORY_PAGE_MAX, MAX_BODY_BYTES, SESSION_ID_PATTERN, SESSIONS_PAGE_DEFAULT, SESSIONS_PAGE_MAX,
+                       TURN_ID_PATTERN, ErrorBody, FactRequest, TurnAccepted, TurnAnswer, TurnRequest, TurnState,
+                       json_object)
 from agent.budget import SYNC_MODEL_SECONDS
 from agent.failures import TurnFailure
 from agent.idempotency import IDEMPOTENCY_KEY_PATTERN, Idempotency, KeyReused, TurnInProgress
@@ -205,9 +206,14 @@ def delete_session(session_id: SessionId):
     return _no_content()
 
 
-@app.get("/sessions", security=JWT, responses=_answers(*PROTECTED))
-def list_sessions() -> dict:
-    return {"sessions": [vars(s) for s in memory.conversations.sessions(caller())]}
+@app.get("/sessions", security=JWT, responses=_answers(*PROTECTED, S.BAD_REQUEST))
+def list_sessions(
+    limit: Annotated[int, Query(ge=1, le=SESSIONS_PAGE_MAX)] = SESSIONS_PAGE_DEFAULT,
+    next_token: Annotated[str | None, Query(max_length=1024)] = None,
+) -> dict:
+    """The caller's sessions, most recently used first, a page at a time: `next_token` while more follow."""
+    sessions, token = memory.conversations.sessions_page(caller(), limit=limit, next_token=next_token)
+    return {"sessions": [vars(s) for s in sessions], **({"next_token": token} if token else {})}
 
 
 @app.get("/memory", security=JWT, responses=_answers(*PROTECTED))

@@ -30,6 +30,27 @@ def encode_token(sort_key: str) -> str:
     return base64.urlsafe_b64encode(sort_key.encode()).decode()
 
 
+def _listing_token(info: SessionInfo) -> str:
+    return base64.urlsafe_b64encode(json.dumps([info.updated_at, info.session_id]).encode()).decode()
+
+
+def _listing_position(token: str) -> tuple[str, str]:
+    try:
+        updated_at, session_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if isinstance(updated_at, str) and isinstance(session_id, str):
+            return updated_at, session_id
+    except (binascii.Error, UnicodeError, ValueError, TypeError):
+        pass
+    raise InvalidToken("next_token is not a token this API issued")
+
+
+def _listed_after(info: SessionInfo, position: tuple[str, str]) -> bool:
+    """Whether `info` comes after `position` in the listing's order: newest first, then by id (the
+    order the registry's Query returns them in, kept by the stable sort)."""
+    updated_at, session_id = position
+    return info.updated_at < updated_at or (info.updated_at == updated_at and info.session_id > session_id)
+
+
 def decode_token(token: str) -> str:
     """Only the sort key travels in the token: the partition is always rebuilt from the caller."""
     try:
@@ -220,6 +241,20 @@ class ConversationStore:
 
     def sessions(self, user_id: str) -> list[SessionInfo]:
         return self.registry.sessions(user_id)
+
+    def sessions_page(self, user_id: str, *, limit: int, next_token: str | None = None
+                      ) -> tuple[list[SessionInfo], str | None]:
+        """A page of the user's sessions, most recently used first, and the token of the next page
+        (None: the last page). A session used between two pages moves to the front and is not seen
+        again in this listing. Raises InvalidToken."""
+        sessions = self.registry.sessions(user_id)
+        start = 0
+        if next_token:
+            after = _listing_position(next_token)
+            start = next((n for n, info in enumerate(sessions) if _listed_after(info, after)), len(sessions))
+        page = sessions[start:start + limit]
+        more = start + limit < len(sessions)
+        return page, (_listing_token(page[-1]) if more else None)
 
     @translate_errors
     def delete(self, user_id: str, session_id: str) -> None:

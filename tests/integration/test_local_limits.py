@@ -30,6 +30,7 @@ REALISTIC_TOKEN_BYTES = 4_000
 # Sessions one DELETE /me cannot sweep within a function timeout of 2 s here, and how often it is retried.
 MANY_SESSIONS = 600
 MAX_ERASURE_ATTEMPTS = 40
+LISTED_SESSIONS = 120
 # An answer the worker writes for a few seconds, long enough to kill it mid-way.
 LONG_ANSWER_TOKENS = 600
 # A guard against a hang, not a timing claim: half-second polls for a fresh instance to answer.
@@ -203,6 +204,44 @@ def test_a_history_page_always_fits_lambdas_response_quota(api, user, reliabilit
                 f"{len(pages)} pages, each under Lambda's 6 MB result; every turn read once")
 
 
+def seed_sessions(user: str, count: int) -> None:
+    """`count` sessions of one turn each, written past the API (with the control plane's patient
+    client: on a loaded machine, the data path's 1 s read timeout retries writes that landed)."""
+    store = ConversationStore(client=control_plane_client(), table_name=SESSIONS_TABLE, ttl_days=30)
+
+    def session(n: int) -> None:
+        now = time.time()
+        store.append(Turn(user, f"s{n}", new_turn_id(now), iso(now), [{"role": "user", "content": f"hello {n}"}]))
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(session, range(count)))
+
+
+def test_the_session_list_comes_in_pages_that_hold_every_session_once(api, user, reliability):
+    # Given a user with more sessions than a page holds
+    seed_sessions(user, LISTED_SESSIONS)
+    # When the list is read page by page
+    pages, token = [], None
+    while True:
+        page = api.get("/sessions", params={"next_token": token} if token else {}, headers=as_user(user))
+        assert page.status_code == 200, page.text
+        pages.append(page.json())
+        if not (token := pages[-1].get("next_token")):
+            break
+    # Then each page holds at most the default 50, newest first, and together they hold every session once
+    listed = [s["session_id"] for p in pages for s in p["sessions"]]
+    assert [len(p["sessions"]) for p in pages] == [50, 50, LISTED_SESSIONS - 100]
+    assert sorted(listed) == sorted(f"s{n}" for n in range(LISTED_SESSIONS))
+    updated = [s["updated_at"] for p in pages for s in p["sessions"]]
+    assert updated == sorted(updated, reverse=True)
+    # And a page past the maximum, or a token not issued by the API, is refused
+    assert api.get("/sessions", params={"limit": 101}, headers=as_user(user)).status_code == 422
+    forged = api.get("/sessions", params={"next_token": "bm90LWEtdG9rZW4"}, headers=as_user(user))
+    assert forged.status_code == 400 and forged.json()["error"] == "bad_request"
+    reliability("Local limits", f"GET /sessions of a user with {LISTED_SESSIONS} sessions",
+                "pages of 50 with next_token, newest first, every session once; limit=101 422; a forged token 400")
+
+
 def erase(client: httpx.Client, user: str) -> int:
     """DELETE /me's status, 0 for a connection an ending instance closed."""
     try:
@@ -214,16 +253,7 @@ def erase(client: httpx.Client, user: str) -> int:
 def test_an_erasure_cut_short_by_the_function_timeout_is_finished_by_its_retry(tables, dynamodb_endpoint, user,
                                                                               reliability):
     # Given a user with more sessions than one DELETE /me can sweep within a short function timeout
-    # Written with the control plane's patient client: on a loaded machine, the data path's 1 s read
-    # timeout retries writes that landed.
-    store = ConversationStore(client=control_plane_client(), table_name=SESSIONS_TABLE, ttl_days=30)
-
-    def session(n: int) -> None:
-        now = time.time()
-        store.append(Turn(user, f"s{n}", new_turn_id(now), iso(now), [{"role": "user", "content": f"hello {n}"}]))
-
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(session, range(MANY_SESSIONS)))
+    seed_sessions(user, MANY_SESSIONS)
     stored = len(items_of(user))
     with local_server(dynamodb_endpoint, 2, LOCAL_FUNCTION_TIMEOUT_SECONDS="2") as server, \
             httpx.Client(base_url=server.url, timeout=30) as client:
