@@ -3,7 +3,6 @@ refused or cut short locally, with their answers, through the multi-process loca
 
 import base64
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -15,7 +14,6 @@ import httpx
 import pytest
 
 from agent import budget, routes
-from agent.api import MAX_MESSAGE_CHARS
 from client import ASYNC, GIVE_UP_SECONDS, POLL_SECONDS, as_user, poll, raw, say, start
 from fakes import SlowModelAPI, Text, words
 from local.gateway import Limits, Throttling
@@ -179,29 +177,6 @@ def test_a_request_over_lambdas_payload_quota_is_refused_by_the_gateway(api, use
     assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
     reliability("Local limits", "a 7 MB body (over Lambda's 6 MB invocation payload)", "413 from the gateway, not invoked")
 
-
-def test_a_history_page_always_fits_lambdas_response_quota(api, user, reliability):
-    # Given 40 turns of the longest message, in emoji (12 bytes each in Lambda's JSON result)
-    longest = "😀" * MAX_MESSAGE_CHARS
-    body = json.dumps({"message": longest}, ensure_ascii=False).encode()
-    with ThreadPoolExecutor(4) as pool:
-        sent = list(pool.map(lambda _: api.post("/sessions/emoji/messages", content=body,
-                                                 headers=as_user(user) | {"Content-Type": "application/json"}), range(40)))
-    assert [r.status_code for r in sent] == [200] * 40
-    # When the whole history is read with the largest page
-    pages, token = [], None
-    while True:
-        page = api.get("/sessions/emoji/messages", params={"limit": 100, **({"next_token": token} if token else {})},
-                       headers=as_user(user))
-        # Then every page is one Lambda can return, and the pages hold every turn
-        assert page.status_code == 200, page.text
-        pages.append(page.json())
-        if not (token := pages[-1]["next_token"]):
-            break
-    said = [m["content"] for p in pages for m in p["messages"] if m["role"] == "user"]
-    assert len(pages) > 1 and said == [longest] * 40
-    reliability("Local limits", "GET the history of 40 turns of 16,000 emoji with limit=100",
-                f"{len(pages)} pages, each under Lambda's 6 MB result; every turn read once")
 
 
 def seed_sessions(user: str, count: int) -> None:
