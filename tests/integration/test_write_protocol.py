@@ -23,7 +23,7 @@ from fakes import SlowModelAPI, Text
 from memory.client import DYNAMODB_CONFIG, dynamodb_client, session
 from memory.conversation import ConversationStore
 from memory.dynamo import batch_write_all
-from memory.keys import REGISTRY_SK_PREFIX, session_key
+from memory.keys import IDEMPOTENCY_PREFIX, REGISTRY_SK_PREFIX, TURN_PREFIX, session_key
 from memory.long_term import USAGE_KEY
 from memory.registry import ERASING, Registry, generation_of, mark_of
 from memory.turns import Turn, Usage, iso, new_turn_id
@@ -121,6 +121,10 @@ def after_the_mark(user: str):
         live = {session_key(user, entry["sk"]["S"].removeprefix(REGISTRY_SK_PREFIX)): generation_of(entry)
                 for entry in new if "sk" in entry}
         new += [item for item in items if "gen" in item and live.get(item["pk"]["S"]) == generation_of(item)]
+        # A done idempotency record is written in its turn's transaction: of its turn's era.
+        turns = {item["sk"]["S"].removeprefix(TURN_PREFIX) for item in new if item.get("sk", {}).get("S", "").startswith(TURN_PREFIX)}
+        new += [item for item in items if item.get("sk", {}).get("S", "").startswith(IDEMPOTENCY_PREFIX)
+                and item.get("turn_id", {}).get("S") in turns]
         if any("fact_key" in item for item in new):
             new += [item for item in items if item.get("fact_key", {}).get("S") == USAGE_KEY]
         return new
@@ -187,12 +191,6 @@ WRITERS = {  # four of each: (message, extra headers) of the turns they send, on
 }
 
 
-# OPEN DEFECT (issue 21 note): since the local gateway runs each invocation on its own thread behind
-# a per-instance semaphore (09ca59f), this fails about 2 runs in 3: an old-generation async status
-# (`running`, the user's message) or idempotency record is left after the 204. The last commit before
-# it passes 3 of 3. Kept running (not strict) so that a fix shows as XPASS.
-@pytest.mark.xfail(reason="records of a turn begun before DELETE /me outlive it under the threaded local gateway",
-                   strict=False)
 def test_erasing_a_user_while_16_writers_write_leaves_nothing(instances_url, user):
     # Given 16 writers sending turns into the user's sessions: plain, keyed, asynchronous, and turns
     # that store a fact ("remember that ...")
