@@ -262,8 +262,10 @@ class Gateway:
 
         event = to_event(method, target, headers, body, environ.get("REMOTE_ADDR", "127.0.0.1"))
         if _payload_bytes(event) > MAX_INVOCATION_PAYLOAD_BYTES:
-            # Lambda refuses the invocation (RequestTooLargeException, HTTP 413); API Gateway passes the 413 on.
-            return refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            # Lambda refuses the invocation (API_Invoke: RequestTooLargeException). No AWS page states
+            # what the HTTP API then answers; its documented answer to a Lambda integration that fails
+            # is 500 {"message":"Internal Server Error"} (http-api-troubleshooting-lambda.html), so that.
+            return refuse(HTTPStatus.INTERNAL_SERVER_ERROR)
         status, result = self._invoke(event)
         if status:
             return refuse(status)
@@ -274,7 +276,7 @@ class Gateway:
         return _Reply(raw, lambda: self.after_response(event, result) if self.after_response else None)
 
     def _gateway_error(self, start_response, method: str, status: HTTPStatus):
-        raw = gateway_message(GATEWAY_MESSAGES.get(status, status.phrase))
+        raw = gateway_message(status.phrase)
         start_response(_status_line(status), [("Content-Type", "application/json"), ("Content-Length", str(len(raw)))])
         if self.instance.ended.is_set():  # the client's next request must reach another instance
             _close_connection(start_response)
@@ -374,11 +376,9 @@ def _payload_bytes(payload: dict) -> int:
     return len(json.dumps(payload))
 
 
-# API Gateway's own error bodies, where they differ from the status's reason phrase.
-GATEWAY_MESSAGES = {HTTPStatus.GATEWAY_TIMEOUT: "Endpoint request timed out"}
-
-
 def gateway_message(reason: str) -> bytes:
-    """API Gateway's own error body."""
+    """The body of an answer the gateway gives itself: {"message": <the status's reason phrase>}. AWS
+    documents this body for 500 (http-api-troubleshooting-lambda.html) and 429 (http-api-throttling.html);
+    for the others it documents the status only, so clients read the status, never this text."""
     return json.dumps({"message": reason}).encode()
 

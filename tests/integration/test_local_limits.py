@@ -137,11 +137,12 @@ def test_an_integration_past_api_gateways_timeout_is_a_504_and_the_function_goes
         with httpx.Client(base_url=server.url, timeout=30) as client:
             response = say(client, user, "late", "hello")
             # Then API Gateway's 504, while the Lambda runs on and stores its turn
-            assert response.status_code == 504 and response.json() == {"message": "Endpoint request timed out"}
+            # (AWS documents the status, INTEGRATION_TIMEOUT 504, not the body: the test reads the status)
+            assert response.status_code == 504
             history = client.get("/sessions/late/messages", headers=as_user(user))
             assert history.status_code == 200 and history.json()["messages"][0]["content"] == "hello"
     reliability("Local limits", "a turn past API Gateway's integration timeout",
-                "504 Endpoint request timed out; the function ran on and stored the turn, as deployed")
+                "504; the function ran on and stored the turn, as deployed")
 
 
 def test_the_default_limits_are_the_deployed_ones():
@@ -174,8 +175,11 @@ def test_a_request_over_lambdas_payload_quota_is_refused_by_the_gateway(api, use
     # Given a body under API Gateway's 10 MB but an event over Lambda's 6 MB
     response = api.post("/sessions/big/messages", content=b'{"message": "' + b"x" * 7_000_000 + b'"}',
                         headers=as_user(user) | {"Content-Type": "application/json"})
-    assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
-    reliability("Local limits", "a 7 MB body (over Lambda's 6 MB invocation payload)", "413 from the gateway, not invoked")
+    # Then the answer to a Lambda integration that fails, and the function never ran
+    assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}
+    assert api.get("/sessions/big/messages", headers=as_user(user)).status_code == 404
+    reliability("Local limits", "a 7 MB body (over Lambda's 6 MB invocation payload)",
+                "500 from the gateway, the function not invoked")
 
 
 
