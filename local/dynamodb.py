@@ -95,8 +95,11 @@ def embedded_dynamodb(*, port: int, data_dir: Path | None):
             data_dir.mkdir(parents=True, exist_ok=True)
         # A file, not a pipe: nobody reads a pipe once it is up, and a full pipe would block Java.
         errors = tempfile.TemporaryFile()
+        # The JIT's first tier only and one GC thread: DynamoDB Local's work is mostly in SQLite (native
+        # code), and a local run is too short to repay the optimizing compiler's CPU.
         process = subprocess.Popen(
-            ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
+            ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+             f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
              "-sharedDb", "-port", str(port), *storage],
             cwd=jar.parent,
             stdout=subprocess.DEVNULL,
