@@ -57,6 +57,9 @@ chat: $(SERVE_STAMP)  ## terminal chat with the local server (or ENDPOINT=... TO
 # server on free ports; most of a test's time is spent waiting on sockets, so more than the cores.
 TEST_WORKERS ?= 3
 XDIST := -n $(TEST_WORKERS) --dist loadgroup
+# The tests start many Python processes (xdist workers, local servers, their instances): each reuses
+# the bytecode the first one wrote, even where the environment asks Python not to write any.
+test test-fast test-unit test-integration test-infra: export PYTHONDONTWRITEBYTECODE :=
 
 test: install  ## unit (moto) + integration (DynamoDB Local over HTTP) + infra (synth) tests: what CI runs
 	$(PY) -m pytest $(XDIST)
