@@ -1,4 +1,4 @@
-"""A 2,000-turn conversation with tool calls through the local stack, on the offline model: no prompt
+"""A 1,000-turn conversation with tool calls through the local stack, on the offline model: no prompt
 is ever invalid for the Messages API or over the token budget."""
 
 import dataclasses
@@ -18,7 +18,7 @@ from memory.resilient import ResilientMemory
 from memory.window import WindowPolicy, estimate_tokens
 from prompt_rules import api_problems
 
-TURNS = 2_000
+TURNS = 1_000  # 50 compactions: the summary is rebuilt on itself 50 times, the window slides 25 times its length
 BUDGET = 16_000  # the smallest budget the configuration accepts: it binds often
 MAX_TURNS, TRIGGER = 40, 20
 
@@ -84,13 +84,13 @@ def checked_stack(handler, monkeypatch):
     server.server_close()
 
 
-# 2,000 turns one after another, each holding its transaction's items as long as DynamoDB does
-# (local.strict_dynamodb, 20 ms): past pytest.ini's 300 s on a busy machine.
+# 1,000 turns one after another, each holding its transaction's items as long as DynamoDB does
+# (local.strict_dynamodb, 20 ms): it can run past pytest.ini's 300 s on a busy machine.
 @pytest.mark.timeout(600)
-def test_two_thousand_turns_never_send_an_invalid_or_over_budget_prompt(checked_stack, user):
+def test_a_thousand_turns_never_send_an_invalid_or_over_budget_prompt(checked_stack, user):
     api, model = checked_stack
     rng = random.Random(4)
-    # When a 2,000-turn conversation with tool calls runs through the local stack
+    # When a 1,000-turn conversation with tool calls runs through the local stack
     contexts = []
     for n in range(TURNS):
         response = api.post("/sessions/marathon/messages", json={"message": message(n, rng)}, headers=as_user(user))
@@ -100,7 +100,7 @@ def test_two_thousand_turns_never_send_an_invalid_or_over_budget_prompt(checked_
     assert model.problems == []
     assert model.largest <= BUDGET
     # And the run exercised what it claims to: tool calls, summaries, and a budget that bound
-    assert model.calls > 200 and model.with_summary > TURNS * 0.9
+    assert model.calls > TURNS // 10 and model.with_summary > TURNS * 0.9
     assert min(c["turns"] for c in contexts[TRIGGER:]) < TRIGGER // 2 <= max(c["turns"] for c in contexts)
     assert api.get("/memory", headers=as_user(user)).json()["facts"]
     # And every turn is still stored
