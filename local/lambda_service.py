@@ -61,15 +61,16 @@ class WorkerFunction:
         return request_id
 
     def _run_environments(self) -> None:
-        """One environment after another: a worker process runs events until it dies; the event it
-        held is delivered again, to the next one."""
+        """One environment after another: a worker process starts when an event needs it (a cold
+        start, as Lambda starts an environment for an invocation) and runs events until it dies; the
+        event it held is delivered again, to the next one."""
         while True:
+            request_id, event = self._events.get()
             mine, theirs = self._processes.Pipe()
             process = self._processes.Process(target=_environment, args=(theirs,), daemon=True)
             process.start()
             theirs.close()  # so that its death reads as the end of the pipe here
             while True:
-                request_id, event = self._events.get()
                 mine.send((request_id, event))
                 try:
                     mine.recv()
@@ -78,6 +79,7 @@ class WorkerFunction:
                           file=sys.stderr, flush=True)
                     self._events.put((request_id, event))
                     break
+                request_id, event = self._events.get()
             process.join()
 
 
