@@ -94,7 +94,8 @@ def settled_traces_of(user: str, keep=lambda items: []) -> list[dict]:
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         items = traces_of(user)
-        left = [item for item in items if item not in keep(items)]
+        kept = keep(items)
+        left = [item for item in items if item not in kept]
         if not left or time.monotonic() >= deadline:
             return left
         time.sleep(0.5)
@@ -108,20 +109,21 @@ def after_the_mark(user: str):
     generation, facts of the current mark and the totals beside them."""
 
     def keep(items: list[dict]) -> list[dict]:
-        registry = Registry(client=dynamodb_client(), table_name=SESSIONS_TABLE, ttl_days=1)
-        mark = registry.mark(user)
-        new = [item for item in items if mark_of(item) == mark and ERASING not in item
-               and ("fact_key" in item or item["sk"]["S"].startswith(REGISTRY_SK_PREFIX))]
+        mark = Registry(client=dynamodb_client(), table_name=SESSIONS_TABLE, ttl_days=1).mark(user)
+        current = [item for item in items if mark_of(item) == mark and ERASING not in item]
+        facts = [item for item in current if "fact_key" in item]
+        entries = [item for item in current if "fact_key" not in item
+                   and item["sk"]["S"].startswith(REGISTRY_SK_PREFIX)]
         live = {session_key(user, entry["sk"]["S"].removeprefix(REGISTRY_SK_PREFIX)): generation_of(entry)
-                for entry in new if "sk" in entry}
-        new += [item for item in items if "gen" in item and live.get(item["pk"]["S"]) == generation_of(item)]
+                for entry in entries}
+        written = [item for item in items if "gen" in item and live.get(item["pk"]["S"]) == generation_of(item)]
         # A done idempotency record is written in its turn's transaction: of its turn's era.
-        turns = {item["sk"]["S"].removeprefix(TURN_PREFIX) for item in new if item.get("sk", {}).get("S", "").startswith(TURN_PREFIX)}
-        new += [item for item in items if item.get("sk", {}).get("S", "").startswith(IDEMPOTENCY_PREFIX)
-                and item.get("turn_id", {}).get("S") in turns]
-        if any("fact_key" in item for item in new):
-            new += [item for item in items if item.get("fact_key", {}).get("S") == USAGE_KEY]
-        return new
+        turns = {item["sk"]["S"].removeprefix(TURN_PREFIX) for item in written
+                 if item["sk"]["S"].startswith(TURN_PREFIX)}
+        records = [item for item in items if item.get("sk", {}).get("S", "").startswith(IDEMPOTENCY_PREFIX)
+                   and item.get("turn_id", {}).get("S") in turns]
+        totals = [item for item in items if item.get("fact_key", {}).get("S") == USAGE_KEY] if facts else []
+        return facts + entries + written + records + totals
 
     return keep
 
