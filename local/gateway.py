@@ -378,7 +378,8 @@ def _payload_bytes(payload: dict) -> int:
 
 def gateway_message(reason: str) -> bytes:
     """The body of an answer the gateway gives itself: {"message": <the status's reason phrase>}. AWS
-    documents this body for 500 (http-api-troubleshooting-lambda.html) and 429 (http-api-throttling.html);
-    for the others it documents the status only, so clients read the status, never this text."""
+    documents this body for 500 only (http-api-troubleshooting-lambda.html); for 429 it states the
+    status and its phrase (http-api-throttling.html), for the others the status: clients read the
+    status, never this text."""
     return json.dumps({"message": reason}).encode()
 

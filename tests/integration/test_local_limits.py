@@ -182,7 +182,6 @@ def test_a_request_over_lambdas_payload_quota_is_refused_by_the_gateway(api, use
                 "500 from the gateway, the function not invoked")
 
 
-
 def seed_sessions(user: str, count: int) -> None:
     """`count` sessions of one turn each, written past the API (with the control plane's patient
     client: on a loaded machine, the data path's 1 s read timeout retries writes that landed)."""
