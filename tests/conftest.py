@@ -21,14 +21,29 @@ os.environ.pop("ANTHROPIC_API_KEY", None)
 settings.register_profile("tests", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("tests")
 
+INFRA = Path(__file__).parent / "infra"
+
 # The `reliability` fixture and `--reliability-report` (docs/RELIABILITY.md, `make reliability`).
 pytest_plugins = ["reliability"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the markers
 def pytest_collection_modifyitems(items):
-    """`make test` spreads the tests over pytest-xdist workers (`--dist loadgroup`); the infra tests
-    stay together in one, so the CDK app is synthesized once per configuration, not once per worker."""
-    infra = Path(__file__).parent / "infra"
+    """`make test` spreads the tests over pytest-xdist workers (`--dist loadgroup`), handing them out
+    in this order: the `slow` ones first, so none of them starts last and runs on alone. The infra
+    tests stay together in one worker, so the CDK app is synthesized once per configuration, not
+    once per worker."""
     for item in items:
-        if item.path.is_relative_to(infra):
+        if item.path.is_relative_to(INFRA):
             item.add_marker(pytest.mark.xdist_group("synth"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """xdist groups by a suffix it puts on the node ids (`...@synth`); with a pytest on which that
+    suffix no longer takes (pytest-dev/pytest-xdist#1386) it would spread the group silently."""
+    infra = [nodeid for nodeid in ids if nodeid.startswith("tests/infra/")]
+    if node.config.getvalue("dist") == "loadgroup" and infra and not any(n.endswith("@synth") for n in infra):
+        pytest.exit("pytest-xdist cannot group tests with this pytest (pytest-dev/pytest-xdist#1386): "
+                    "install requirements.txt's pins", returncode=pytest.ExitCode.USAGE_ERROR)

@@ -1,6 +1,7 @@
 """The HTTP API as a test calls it: as a user, whose id the local gateway turns into the JWT claim
 `sub` (the header X-Local-User), exactly where API Gateway's authorizer would put it."""
 
+import http.client
 import socket
 import threading
 import time
@@ -63,14 +64,13 @@ def poll(api, user, location: str) -> list[dict]:
 
 
 def raw(url: str, request: bytes, *, half_close: bool = False) -> tuple[int, bytes]:
-    """Sends bytes as they are; returns the status and the body of the answer."""
+    """Sends bytes as they are; returns the status and the body of the answer, read as its headers
+    frame it (not until the server closes: an open connection waits for its idle timeout)."""
     port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
         if half_close:
             sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        return answer.status, answer.read()

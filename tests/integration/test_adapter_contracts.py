@@ -21,6 +21,8 @@ from durable_memory.adapters.strands import DurableSessionManager
 from frameworks import FRAMEWORKS, LONG_TERM_TABLE, SESSIONS_TABLE
 from offline.strands_model import OfflineModel
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def memory(tables):

@@ -20,6 +20,8 @@ from durable_memory.keys import registry_key, session_key
 from faults import THROTTLED, failing
 from frameworks import FRAMEWORKS, LONG_TERM_TABLE, ROOT, SESSIONS_TABLE, answer
 
+pytestmark = pytest.mark.slow
+
 THREADS, TURNS_PER_THREAD = 16, 10
 LONG_HISTORY, SHORT_HISTORY = 3_000, 30
 WINDOW_TURNS = 20

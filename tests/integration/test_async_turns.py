@@ -16,9 +16,8 @@ from fakes import Failure, SlowModelAPI, Text, captured_logs, words
 from faults import SERVER_ERROR, THROTTLED, failing
 
 
-
-# The Anthropic path runs at a real model's pace: `slow` (make test-fast leaves it out).
-@pytest.mark.parametrize("provider", (pytest.param("anthropic", marks=pytest.mark.slow), "bedrock"))
+@pytest.mark.slow  # a real model's pace
+@pytest.mark.parametrize("provider", ("anthropic", "bedrock"))
 def test_a_3000_token_answer_completes_asynchronously_with_progress_from_one_request(
     api, user, handler, monkeypatch, reliability, provider
 ):

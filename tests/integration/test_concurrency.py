@@ -9,6 +9,7 @@ local server has workers."""
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 
 from agent.providers import OfflineModel
 from agent.turn import run_turn
@@ -44,6 +45,7 @@ def test_concurrent_turns_on_one_session_are_all_stored_once_in_arrival_order(ap
                 f"{CONCURRENT_TURNS} x 200; each stored once, in arrival order; turn count {session['turns']}", lost)
 
 
+@pytest.mark.slow
 def test_concurrent_turns_on_many_sessions_are_all_stored_once(api, user, base_url, reliability):
     sessions = [f"s{n}" for n in range(CONCURRENT_TURNS)]
     # When 32 turns arrive at once, one per session

@@ -6,9 +6,13 @@ import json
 import os
 import uuid
 
+import pytest
+
 from instances import invoke, run_instances
 from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE
 from memory.client import dynamodb_client
+
+pytestmark = pytest.mark.slow
 
 # Each session is written and erased in its own slot of time, then left alone: a turn orphaned by a
 # delete is not adopted again by a later turn of the same session, and shows in the final Scan.

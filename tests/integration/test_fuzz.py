@@ -36,6 +36,7 @@ def bystander(api, user):
     api.delete("/me", headers=as_user(other))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
 def test_schemathesis_finds_no_server_error(api, user, base_url, bystander, reliability, mode):
     # Given the OpenAPI document the Powertools resolver generates, and a bystander's data

@@ -78,6 +78,7 @@ def test_a_hanging_secret_read_is_503_model_unavailable(handler, user, hung, mon
     assert [line["error"] for line in logged(lines, "model_failed")] == ["the model's API key could not be read"]
 
 
+@pytest.mark.slow
 def test_a_model_that_never_answers_is_503_at_the_turns_deadline(handler, user, monkeypatch):
     with SlowModelAPI() as api:
         api.script = [STALLED]
@@ -89,6 +90,7 @@ def test_a_model_that_never_answers_is_503_at_the_turns_deadline(handler, user, 
     assert logged(lines, "model_failed")
 
 
+@pytest.mark.slow
 def test_the_worst_200_claim_and_append_hang_around_an_answer_cut_at_the_deadline(handler, user, hung, monkeypatch):
     # Given a claim and an append that hang, around a model still writing at the turn's deadline
     with (SlowModelAPI() as api, hanging(handler.dynamodb, "PutItem", hung, when=lambda body: CLAIM in body),

@@ -115,6 +115,7 @@ def test_idle_connections_do_not_take_the_server_down(server_url, api, user, rel
     reliability("Local limits", "8 idle connections, then a turn", "the turn answered 200; the instances not held")
 
 
+@pytest.mark.slow
 def test_a_function_past_its_timeout_is_a_500_and_its_instance_ends(tables, dynamodb_endpoint, user, reliability):
     # Given turns slower than the function's timeout (set to 1.5 s here; deployed it is agent.budget's 25 s)
     with slow_turns(dynamodb_endpoint, 4, LOCAL_FUNCTION_TIMEOUT_SECONDS="1.5") as server:
@@ -130,6 +131,7 @@ def test_a_function_past_its_timeout_is_a_500_and_its_instance_ends(tables, dyna
     reliability("Local limits", "a turn past the function timeout", "500 Internal Server Error; the instance replaced")
 
 
+@pytest.mark.slow
 def test_an_integration_past_api_gateways_timeout_is_a_504_and_the_function_goes_on(tables, dynamodb_endpoint, user,
                                                                                      reliability):
     # Given an integration timeout shorter than the turn (1.5 s here; deployed it is 29 s)
@@ -152,6 +154,7 @@ def test_the_default_limits_are_the_deployed_ones():
     assert limits.function_timeout_seconds == budget.SYNC_TURN_SECONDS
 
 
+@pytest.mark.slow
 def test_a_route_past_its_throttle_gets_429_across_all_instances(make_dev, user, reliability):
     # Given `make dev`'s four instances and the deployed stage's throttle (rate 10/s, burst 20)
     started = time.monotonic()
@@ -195,6 +198,7 @@ def seed_sessions(user: str, count: int) -> None:
         list(pool.map(session, range(count)))
 
 
+@pytest.mark.slow
 def test_the_session_list_comes_in_pages_that_hold_every_session_once(api, user, reliability):
     # Given a user with more sessions than a page holds
     seed_sessions(user, LISTED_SESSIONS)
@@ -228,6 +232,7 @@ def erase(client: httpx.Client, user: str) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_an_erasure_cut_short_by_the_function_timeout_is_finished_by_its_retry(tables, dynamodb_endpoint, user,
                                                                               reliability):
     # Given a user with more sessions than one DELETE /me can sweep within a short function timeout
@@ -269,6 +274,7 @@ def command_line(pid: int) -> str:
         return command.read()
 
 
+@pytest.mark.slow
 def test_a_turn_no_worker_function_can_take_is_503_worker_unavailable(tables, dynamodb_endpoint, user, reliability):
     # Given `make dev`'s server whose worker function (Lambda's Invoke API, locally) is down
     with local_server(dynamodb_endpoint, 1) as server, httpx.Client(base_url=server.url, timeout=30) as client:
@@ -283,6 +289,7 @@ def test_a_turn_no_worker_function_can_take_is_503_worker_unavailable(tables, dy
                 "503 worker_unavailable with Retry-After, from the real dispatch (Lambda Invoke)")
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_mid_turn_hands_the_turn_to_the_next(tables, dynamodb_endpoint, user, reliability):
     # Given an asynchronous turn being written by the worker function's only instance
     with SlowModelAPI(first_token_seconds=0.1) as model, local_server(

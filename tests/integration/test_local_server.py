@@ -102,6 +102,7 @@ def alive(pid: int) -> bool:
     return not open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_everything_the_server_started(tmp_path, reliability, stop):
     # Given `make dev`'s server with its own DynamoDB Local and workers
@@ -143,6 +144,7 @@ def test_a_busy_http_port_is_refused_in_one_line(dynamodb_endpoint, reliability)
     reliability("Local server", "HTTP port already in use", "refused in one line")
 
 
+@pytest.mark.slow
 def test_without_java_the_console_says_once_where_the_data_is(tmp_path):
     # Given a machine without Java: only the Python running the tests on the PATH
     env = stack_env(PATH=str(Path(sys.executable).parent), DYNAMODB_LOCAL_PORT=str(free_port()),
@@ -181,6 +183,7 @@ def test_the_port_proposed_for_a_busy_one_is_free(dynamodb_endpoint):
             sock.close()
 
 
+@pytest.mark.slow
 def test_the_console_has_a_banner_an_access_line_and_a_stop_line(dynamodb_endpoint, tables):
     port = free_port()
     process = start_server(stack_env(AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint), port)

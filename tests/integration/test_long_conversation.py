@@ -18,6 +18,8 @@ from memory.resilient import ResilientMemory
 from memory.window import WindowPolicy, estimate_tokens
 from prompt_rules import api_problems
 
+pytestmark = pytest.mark.slow
+
 TURNS = 1_000  # 50 compactions: the summary is rebuilt on itself 50 times, the window slides 25 times its length
 BUDGET = 16_000  # the smallest budget the configuration accepts: it binds often
 MAX_TURNS, TRIGGER = 40, 20

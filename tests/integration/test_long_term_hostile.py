@@ -41,6 +41,7 @@ def small_caps(handler, monkeypatch):
     return limits
 
 
+@pytest.mark.slow
 def test_puts_stop_at_the_cap_with_a_clear_error_and_nothing_is_lost(api, user, reliability):
     # Given a user who PUTs 500-character facts, as many as the API takes (the issue stored 2,000)
     statuses = []
@@ -102,6 +103,7 @@ def test_the_model_gets_a_readable_error_past_the_cap(api, user, handler, small_
                 "user'); nothing stored; the turn answers 200", 0)
 
 
+@pytest.mark.slow
 def test_facts_keep_to_their_share_and_the_conversation_keeps_its_room(api, user, handler, monkeypatch, reliability):
     # Given the smallest prompt budget, and more facts than its share can hold
     monkeypatch.setattr(handler.memory, "window", WindowPolicy(max_prompt_tokens=16_000))

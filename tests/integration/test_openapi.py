@@ -68,6 +68,7 @@ def test_the_fact_rules_are_in_the_document(document):
     assert f"{DEFAULT_MAX_FACTS} facts and {DEFAULT_MAX_BYTES} bytes" in put["description"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("identity", ["user", "none"])
 def test_what_the_routes_answer_is_what_the_document_says(api, user, base_url, mode, identity):

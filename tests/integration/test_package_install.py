@@ -7,7 +7,11 @@ import sys
 import textwrap
 import uuid
 
+import pytest
+
 from frameworks import LONG_TERM_TABLE, ROOT, SESSIONS_TABLE
+
+pytestmark = pytest.mark.slow
 
 INSTALL_SECONDS = 240
 

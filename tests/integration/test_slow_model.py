@@ -12,9 +12,9 @@ from client import as_user, say
 from fake_model import FAST, attach
 from fakes import SlowModelAPI, Text, ToolCall, words
 
+pytestmark = pytest.mark.slow  # a real model's pace, and deadlines waited out
+
 PROVIDERS = ("anthropic", "bedrock")
-# Where the Anthropic path runs at a real model's pace: `slow` (make test-fast leaves it out).
-AT_REAL_PACE = (pytest.param("anthropic", marks=pytest.mark.slow), "bedrock")
 SHORT_DEADLINE_SECONDS = 4.0
 
 
@@ -23,7 +23,7 @@ def stored_reply(api, user, session="s") -> str:
     return "".join(block["text"] for block in messages[-1]["content"] if block["type"] == "text")
 
 
-@pytest.mark.parametrize("provider", AT_REAL_PACE)
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_1000_token_answer_at_a_real_models_pace_comes_back_whole_from_one_request(
     api, user, handler, monkeypatch, reliability, provider
 ):
@@ -86,7 +86,7 @@ def test_a_stream_silent_past_the_stall_timeout_ends_the_answer_before_the_deadl
                 "200 with the 50 tokens written, `truncated`, stored; the turn's deadline not reached")
 
 
-@pytest.mark.parametrize("provider", AT_REAL_PACE)
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_tool_rounds_work_on_the_streamed_api(api, user, handler, monkeypatch, reliability, provider):
     # Given a model that streams a `remember` call, then (after our tool result) a 120-token answer
     with SlowModelAPI(**({} if provider == "anthropic" else FAST)) as fake:

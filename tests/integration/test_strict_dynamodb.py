@@ -20,6 +20,8 @@ from botocore.exceptions import ClientError
 from local_stack import SESSIONS_TABLE
 from local.strict_dynamodb import REFUSALS_PATH, strict_dynamodb
 
+pytestmark = pytest.mark.slow  # holds waited out
+
 HOLD_SECONDS = 1.5
 SETTLE_SECONDS = 0.2
 # One attempt: botocore must show what the proxy answered, not retry it away.

@@ -23,6 +23,8 @@ from memory.keys import IDEMPOTENCY_PREFIX, REGISTRY_SK_PREFIX, TURN_PREFIX, ses
 from memory.long_term import USAGE_KEY
 from memory.registry import ERASING, Registry, generation_of, mark_of
 
+pytestmark = pytest.mark.slow
+
 
 INSTANCES = 16
 ERASED = "409 session_erased"  # a turn that raced the erasure of its session or user

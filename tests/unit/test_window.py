@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,6 +72,7 @@ summaries = st.none() | st.builds(
 policies = st.builds(WindowPolicy, strategy=st.sampled_from(STRATEGIES), max_prompt_tokens=st.integers(0, 40_000))
 
 
+@pytest.mark.slow
 @given(history=histories(), summary=summaries, policy=policies, fixed=st.integers(0, 40_000))
 @settings(max_examples=400)
 def test_every_policy_keeps_the_prompt_valid_for_the_model_api(history, summary, policy, fixed):
@@ -90,6 +92,7 @@ def near_a_cut(data, history: list[Turn], already: int) -> int:
     return max(0, already + sum(map(turn_tokens, candidates[cut:])) + data.draw(st.integers(-2, 2)))
 
 
+@pytest.mark.slow
 @given(history=histories(), summary=summaries, strategy=st.sampled_from(STRATEGIES[1:]),
        fixed=st.integers(0, 20_000), data=st.data())
 @settings(max_examples=400)
@@ -185,6 +188,7 @@ def fact_lists(draw) -> list[Fact]:
     return sorted(drawn + filler, key=lambda fact: fact.updated_at, reverse=True)
 
 
+@pytest.mark.slow
 @given(history=histories(), facts=fact_lists(), strategy=st.sampled_from(STRATEGIES[1:]),
        message=st.text(min_size=1, max_size=2_000), data=st.data())
 @settings(max_examples=200)
