@@ -36,6 +36,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.path.is_relative_to(INFRA):
             item.add_marker(pytest.mark.xdist_group("synth"))
+        if {"synth", "variant"} & set(item.fixturenames):  # the CDK app synthesized: seconds of the machine
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

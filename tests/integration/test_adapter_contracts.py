@@ -1,25 +1,19 @@
 """Each adapter against its framework's own contract. None of the three frameworks publishes a
 conformance suite for it (langchain-tests has none for chat histories; openai-agents and
 strands-agents ship none), so these follow the documented contracts, and for the OpenAI Agents SDK
-compare with its reference implementation, SQLiteSession, item for item."""
+compare with its reference implementation, SQLiteSession, item for item.
+
+Each test imports its framework: every pytest-xdist worker collects this module, and importing the
+three frameworks takes seconds."""
 
 import asyncio
 import logging
 import uuid
 
 import pytest
-from agents import SQLiteSession
-from agents.memory import Session
-from langchain_core.messages import AIMessage, HumanMessage
-from strands import Agent
-from strands.types.exceptions import SessionException
 
 import durable_memory
-from durable_memory.adapters.langchain import DurableChatMessageHistory
-from durable_memory.adapters.openai_agents import DurableSession
-from durable_memory.adapters.strands import DurableSessionManager
 from frameworks import FRAMEWORKS, LONG_TERM_TABLE, SESSIONS_TABLE
-from offline.strands_model import OfflineModel
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +33,10 @@ def user(memory):
 # LangChain: BaseChatMessageHistory
 
 def test_langchain_history_adds_reads_and_clears_through_the_async_api_too(memory, user):
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from durable_memory.adapters.langchain import DurableChatMessageHistory
+
     history = DurableChatMessageHistory(memory, user_id=user, session_id="s")
 
     async def exchange():
@@ -51,6 +49,10 @@ def test_langchain_history_adds_reads_and_clears_through_the_async_api_too(memor
 
 
 def test_langchain_user_and_ai_messages_added_one_by_one_make_one_turn(memory, user):
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from durable_memory.adapters.langchain import DurableChatMessageHistory
+
     history = DurableChatMessageHistory(memory, user_id=user, session_id="s")
     history.add_user_message("hi")
     # The question is there at once for this object; it is stored with its answer
@@ -62,16 +64,26 @@ def test_langchain_user_and_ai_messages_added_one_by_one_make_one_turn(memory, u
 
 
 def test_langchain_clear_of_a_session_never_used_is_fine(memory, user):
+    from durable_memory.adapters.langchain import DurableChatMessageHistory
+
     DurableChatMessageHistory(memory, user_id=user, session_id="never").clear()
 
 
 # OpenAI Agents SDK: Session
 
 def test_openai_session_is_the_sdks_session_protocol(memory, user):
+    from agents.memory import Session
+
+    from durable_memory.adapters.openai_agents import DurableSession
+
     assert isinstance(DurableSession(memory, user_id=user, session_id="s"), Session)
 
 
 def test_openai_session_reads_as_sqlite_session_does_less_orphaned_tool_outputs(memory, user):
+    from agents import SQLiteSession
+
+    from durable_memory.adapters.openai_agents import DurableSession
+
     # Given the same three turns added to SQLiteSession (the SDK's reference) and to DurableSession
     turns = [FRAMEWORKS["openai_agents"].turn(n) for n in range(3)]
     reference = SQLiteSession("s")
@@ -91,6 +103,8 @@ def test_openai_session_reads_as_sqlite_session_does_less_orphaned_tool_outputs(
 
 
 def test_openai_pop_item_takes_back_the_turn_in_progress_and_leaves_stored_turns(memory, user):
+    from durable_memory.adapters.openai_agents import DurableSession
+
     session = DurableSession(memory, user_id=user, session_id="s")
     turn = FRAMEWORKS["openai_agents"].turn(1)
 
@@ -109,6 +123,12 @@ def test_openai_pop_item_takes_back_the_turn_in_progress_and_leaves_stored_turns
 # Strands Agents: SessionManager
 
 def test_strands_manager_takes_one_agent(memory, user):
+    from strands import Agent
+    from strands.types.exceptions import SessionException
+
+    from durable_memory.adapters.strands import DurableSessionManager
+    from offline.strands_model import OfflineModel
+
     manager = DurableSessionManager(memory, user_id=user, session_id="s")
     Agent(model=OfflineModel(), callback_handler=None, session_manager=manager, agent_id="first")
     with pytest.raises(SessionException):
@@ -116,6 +136,10 @@ def test_strands_manager_takes_one_agent(memory, user):
 
 
 def test_strands_redaction_rewrites_the_turn_in_progress(memory, user):
+    from strands.types.exceptions import SessionException
+
+    from durable_memory.adapters.strands import DurableSessionManager
+
     manager = DurableSessionManager(memory, user_id=user, session_id="s")
     with pytest.raises(SessionException):
         manager.redact_latest_message({"role": "user", "content": [{"text": "[redacted]"}]}, agent=None)
@@ -126,16 +150,20 @@ def test_strands_redaction_rewrites_the_turn_in_progress(memory, user):
     assert turn.messages[0]["content"] == [{"type": "text", "text": "[redacted]"}]
 
 
-class FailsOnce(OfflineModel):
-    async def stream(self, *args, **kwargs):
-        if not self.calls:
-            self.calls += 1
-            raise RuntimeError("model unavailable")
-        async for event in super().stream(*args, **kwargs):
-            yield event
-
-
 def test_strands_turn_that_failed_is_not_stored_and_the_next_one_is(memory, user, caplog):
+    from strands import Agent
+
+    from durable_memory.adapters.strands import DurableSessionManager
+    from offline.strands_model import OfflineModel
+
+    class FailsOnce(OfflineModel):
+        async def stream(self, *args, **kwargs):
+            if not self.calls:
+                self.calls += 1
+                raise RuntimeError("model unavailable")
+            async for event in super().stream(*args, **kwargs):
+                yield event
+
     # Given an agent whose model fails on the first question
     agent = Agent(model=FailsOnce(), callback_handler=None,
                   session_manager=DurableSessionManager(memory, user_id=user, session_id="s"))

@@ -39,13 +39,15 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_the_package_with_one_extra_installs_into_a_fresh_virtualenv_and_works(tmp_path, tables):
-    # Given a fresh virtualenv, and the environment without this checkout on its path
-    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, timeout=INSTALL_SECONDS)
+    # Given a fresh virtualenv (without a pip of its own: this one installs into it, as pip --python
+    # does), and the environment without this checkout on its path
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True,
+                   timeout=INSTALL_SECONDS)
     python = str(tmp_path / "venv" / "bin" / "python")
     env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     # When the repository is installed with the LangChain extra, and a script outside it uses the adapter
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{ROOT}[langchain]"],
-                   check=True, timeout=INSTALL_SECONDS, env=env, cwd=tmp_path)
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--disable-pip-version-check",
+                    f"{ROOT}[langchain]"], check=True, timeout=INSTALL_SECONDS, env=env, cwd=tmp_path)
     (tmp_path / "use.py").write_text(SCRIPT)
     run = subprocess.run([python, "use.py", SESSIONS_TABLE, LONG_TERM_TABLE, f"user-{uuid.uuid4().hex[:12]}"],
                          capture_output=True, text=True, check=True, timeout=60, env=env, cwd=tmp_path)

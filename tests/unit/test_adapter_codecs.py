@@ -1,16 +1,16 @@
 """The adapters' message mapping, without DynamoDB: any turn of each framework, tool calls and results
-included, becomes a well-formed Messages API turn (what the window cuts by) and comes back equal."""
+included, becomes a well-formed Messages API turn (what the window cuts by) and comes back equal.
 
+The frameworks are imported where they are used: every pytest-xdist worker collects this module, and
+importing the three takes seconds."""
+
+import functools
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from durable_memory.adapters._session import decode, encode
-from durable_memory.adapters.langchain import LangChainCodec
-from durable_memory.adapters.openai_agents import OpenAICodec
-from durable_memory.adapters.strands import StrandsCodec
 from memory.window import well_formed
 
 text = st.text(min_size=1, max_size=40)
@@ -34,6 +34,8 @@ def strands_turn(question, rounds, answer) -> list[dict]:
 
 
 def langchain_turn(question, rounds, answer) -> list:
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
     messages = [HumanMessage(question)]
     for r, round_ in enumerate(rounds):
         messages.append(AIMessage("", tool_calls=[{"id": f"t{r}-{c}", "name": name, "args": arguments}
@@ -53,13 +55,20 @@ def openai_turn(question, rounds, answer) -> list[dict]:
     return items + [{"role": "assistant", "content": answer}]
 
 
-CASES = ((StrandsCodec(), strands_turn), (LangChainCodec(), langchain_turn), (OpenAICodec(), openai_turn))
+@functools.cache
+def codecs() -> tuple:
+    """Each framework's codec: Strands, LangChain, OpenAI Agents."""
+    from durable_memory.adapters.langchain import LangChainCodec
+    from durable_memory.adapters.openai_agents import OpenAICodec
+    from durable_memory.adapters.strands import StrandsCodec
+
+    return StrandsCodec(), LangChainCodec(), OpenAICodec()
 
 
 @settings(max_examples=60)
 @given(turn=turns)
 def test_any_turn_becomes_a_well_formed_turn_and_comes_back_equal(turn):
-    for codec, build in CASES:
+    for codec, build in zip(codecs(), (strands_turn, langchain_turn, openai_turn)):
         natives = build(*turn)
         messages = encode(codec, natives)
         assert well_formed(messages), codec.key
@@ -69,6 +78,8 @@ def test_any_turn_becomes_a_well_formed_turn_and_comes_back_equal(turn):
 
 
 def test_what_the_messages_api_has_no_place_for_is_kept_alongside():
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
     strands = [{"role": "user", "content": [{"text": "look"}, {"image": {"format": "png", "source": {"bytes": b"\x89PNG"}}},
                                             {"cachePoint": {"type": "default"}}], "tracking_id": "u1"},
                {"role": "assistant", "content": [{"reasoningContent": {"reasoningText": {"text": "hm", "signature": "s"}}},
@@ -80,14 +91,15 @@ def test_what_the_messages_api_has_no_place_for_is_kept_alongside():
               {"type": "web_search_call", "id": "ws_1", "status": "completed"},
               {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed",
                "content": [{"type": "output_text", "text": "hello", "annotations": [{"type": "url_citation"}]}]}]
-    for codec, natives in ((StrandsCodec(), strands), (LangChainCodec(), langchain), (OpenAICodec(), openai)):
+    for codec, natives in zip(codecs(), (strands, langchain, openai)):
         messages = encode(codec, natives)
         assert well_formed(messages), codec.key
         assert decode(codec, json.loads(json.dumps(messages))) == natives, codec.key
 
 
 def test_a_strands_image_is_a_messages_api_image():
+    strands, _, _ = codecs()
     message = {"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": b"\x89PNG"}}}]}
-    (encoded,) = encode(StrandsCodec(), [message])
+    (encoded,) = encode(strands, [message])
     assert encoded == {"role": "user", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw=="}}]}
