@@ -64,7 +64,7 @@ test test-fast test-unit test-integration test-infra: export PYTHONDONTWRITEBYTE
 test: install  ## unit (moto) + integration (DynamoDB Local over HTTP) + infra (synth) tests: what CI runs
 	$(PY) -m pytest $(XDIST)
 
-test-fast: install  ## the inner loop: every test but the `slow` ones (a fake model at a real model's pace)
+test-fast: install  ## the inner loop: every test but the `slow` ones (seconds of the machine each: pytest.ini)
 	$(PY) -m pytest $(XDIST) -m "not slow"
 
 test-unit test-integration test-infra: test-%: install  ## one folder of tests/

@@ -32,12 +32,16 @@ def pytest_collection_modifyitems(items):
     """`make test` spreads the tests over pytest-xdist workers (`--dist loadgroup`), handing them out
     in this order: the `slow` ones first, so none of them starts last and runs on alone. The infra
     tests stay together in one worker, so the CDK app is synthesized once per configuration, not
-    once per worker."""
+    once per worker; so do the slow tests of one module, so its module-scoped fixtures (a fleet of
+    instances, a seeded history) are built once, and two workers never run the same heavy module at
+    the same time."""
     for item in items:
-        if item.path.is_relative_to(INFRA):
-            item.add_marker(pytest.mark.xdist_group("synth"))
         if {"synth", "variant"} & set(item.fixturenames):  # the CDK app synthesized: seconds of the machine
             item.add_marker(pytest.mark.slow)
+        if item.path.is_relative_to(INFRA):
+            item.add_marker(pytest.mark.xdist_group("synth"))
+        elif item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
