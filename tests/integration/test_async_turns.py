@@ -17,6 +17,7 @@ from faults import SERVER_ERROR, THROTTLED, failing
 
 
 @pytest.mark.slow  # a real model's pace
+@pytest.mark.waits
 @pytest.mark.parametrize("provider", ("anthropic", "bedrock"))
 def test_a_3000_token_answer_completes_asynchronously_with_progress_from_one_request(
     api, user, handler, monkeypatch, reliability, provider

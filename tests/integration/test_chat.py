@@ -220,6 +220,7 @@ def throttling_api():
 
 
 @pytest.mark.slow
+@pytest.mark.waits  # the throttle's Retry-After
 def test_a_throttled_chat_waits_as_told_and_never_abandons_a_running_turn(chat, throttling_api):
     # Given an API that throttles the first look at the session, the message and a poll of its turn
     terminal = chat("s", ENDPOINT=throttling_api, TOKEN="t0k3n")

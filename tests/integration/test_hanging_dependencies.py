@@ -17,6 +17,8 @@ from fakes import SlowModelAPI, Text, captured_logs
 from faults import hanging, unresponsive_endpoint
 from instances import _Context, api_event
 
+pytestmark = pytest.mark.waits  # each turn runs until a deadline or a hang's timeout
+
 FUNCTION_TIMEOUT_SECONDS = budget.SYNC_TURN_SECONDS
 CLAIM = b'"state": {"S": "running"}'  # the idempotency claim's PutItem, not the turn's
 TURN = b'{"S": "TURN#'  # the turn's PutItem, not a claim's

@@ -12,6 +12,8 @@ from client import as_user, say
 from fakes import Failure, SlowModelAPI, Text, words
 from local.dynamodb import free_port
 
+pytestmark = pytest.mark.waits  # retry backoffs and deadlines waited out
+
 # Memory read (4 s) and overhead on top of the model's budget: agent/budget.py.
 MEMORY_READ_AND_OVERHEAD_SECONDS = 5
 TEST_MODEL_BUDGET_SECONDS = 3.0

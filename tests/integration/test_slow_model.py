@@ -12,7 +12,7 @@ from client import as_user, say
 from fake_model import FAST, attach
 from fakes import SlowModelAPI, Text, ToolCall, words
 
-pytestmark = pytest.mark.slow  # a real model's pace, and deadlines waited out
+pytestmark = [pytest.mark.slow, pytest.mark.waits]  # a real model's pace, and deadlines waited out
 
 PROVIDERS = ("anthropic", "bedrock")
 SHORT_DEADLINE_SECONDS = 4.0

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from local_stack import SESSIONS_TABLE
 from local.strict_dynamodb import REFUSALS_PATH, strict_dynamodb
 
-pytestmark = pytest.mark.slow  # holds waited out
+pytestmark = [pytest.mark.slow, pytest.mark.waits]  # holds waited out
 
 HOLD_SECONDS = 1.5
 SETTLE_SECONDS = 0.2

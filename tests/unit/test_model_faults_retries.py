@@ -12,6 +12,8 @@ from agent.providers.retries import MODEL_MAX_ATTEMPTS, with_retries
 from agent.turn import TOOLS, run_turn
 from fakes import Failure, ScriptedModel, SlowModelAPI, Text, provider_model, text, words
 
+pytestmark = pytest.mark.waits  # retry backoffs and deadlines waited out
+
 MESSAGE = {"system": "s", "messages": [{"role": "user", "content": "hi"}], "tools": []}
 THROTTLED = Failure(429, "ThrottlingException")
 
