@@ -13,10 +13,9 @@ import os
 import threading
 import uuid
 
-import httpx
 import pytest
 
-from client import as_user
+from client import as_user, http_client
 from local.dynamodb import embedded_dynamodb, free_port
 from local.server import Limits, configure, make_server
 from local.strict_dynamodb import strict_dynamodb
@@ -76,7 +75,7 @@ def base_url(request):
 
 @pytest.fixture
 def api(base_url):
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+    with http_client(base_url, timeout=30) as client:
         yield client
 
 

@@ -11,6 +11,7 @@ import time
 
 import httpx
 
+from client import http_client
 from local.dynamodb import ROOT, free_port
 from memory.client import dynamodb_client
 from memory.keys import REGISTRY_PREFIX, TURN_PREFIX, registry_key, session_key
@@ -33,12 +34,13 @@ def start_server(env: dict, port: int) -> subprocess.Popen:
                                       daemon=True)
     process.reader.start()
     deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
+    with http_client(f"http://127.0.0.1:{port}", timeout=2) as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if client.get("/health").status_code == 200:
+                    return process
+            except httpx.TransportError:
+                time.sleep(0.2)
     process.kill()
     process.reader.join()
     raise RuntimeError(f"the local server did not start: {''.join(process.console)[-2000:]}")

@@ -6,13 +6,12 @@ import threading
 import uuid
 
 import boto3
-import httpx
 import pytest
 from botocore.config import Config
 
 from agent.observability import logger
 from agent.providers import OfflineModel
-from client import as_user
+from client import as_user, http_client
 from compactor.logic import Compactor, process
 from local.dynamodb import free_port
 from local.server import Limits, make_server, turn_stream
@@ -108,7 +107,7 @@ def compacting_stack(handler, monkeypatch):
     server = make_server(handler.lambda_handler, free_port(), turn_stream(compactor.lambda_handler),
                          limits=Limits(throttling=None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=30) as client:
+    with http_client(f"http://127.0.0.1:{server.server_address[1]}", timeout=30) as client:
         yield client
     server.shutdown()
     server.server_close()

@@ -3,13 +3,12 @@
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from agent.observability import logger
 from agent.providers import ModelError
 from agent.turn import run_turn
-from client import as_user, say, stored_turns
+from client import as_user, say, send_all, stored_turns
 from fakes import ScriptedModel, captured_logs, text
 from faults import SERVER_ERROR, failing, recording
 
@@ -89,12 +88,7 @@ def test_a_retry_while_the_first_is_running_gets_409(api, user, handler, reliabi
 
 def test_concurrent_retries_run_the_turn_once(api, user, model, base_url, reliability):
     # When eight copies of one request arrive at once
-    def send(_):
-        return httpx.post(f"{base_url}/sessions/s/messages", json={"message": "once"},
-                          headers=as_user(user) | {"Idempotency-Key": "key-1"}, timeout=30)
-
-    with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(send, range(8)))
+    responses = send_all(base_url, user, [("s", "once")] * 8, headers={"Idempotency-Key": "key-1"})
     # Then each gets either the one answer or a 409, and the turn ran and was stored once
     answers = {r.json()["turn_id"] for r in responses if r.status_code == 200}
     assert {r.status_code for r in responses} <= {200, 409} and len(answers) == 1

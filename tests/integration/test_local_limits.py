@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from agent import budget, routes
-from client import ASYNC, GIVE_UP_SECONDS, POLL_SECONDS, as_user, poll, raw, say, start
+from client import ASYNC, GIVE_UP_SECONDS, POLL_SECONDS, as_user, http_client, poll, raw, say, start
 from fakes import SlowModelAPI, Text, words
 from local.gateway import Limits, Throttling
 from local.tables import control_plane_client
@@ -120,7 +120,7 @@ def test_a_function_past_its_timeout_is_a_500_and_its_instance_ends(tables, dyna
     # Given turns slower than the function's timeout (set to 1.5 s here; deployed it is agent.budget's 25 s)
     with slow_turns(dynamodb_endpoint, 4, LOCAL_FUNCTION_TIMEOUT_SECONDS="1.5") as server:
         before = children(server.pid)
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with http_client(server.url, timeout=30) as client:
             # When a turn runs past it
             response = say(client, user, "slow", "hello")
             # Then API Gateway's answer for a function error, and the instance that ran it is replaced
@@ -136,7 +136,7 @@ def test_an_integration_past_api_gateways_timeout_is_a_504_and_the_function_goes
                                                                                      reliability):
     # Given an integration timeout shorter than the turn (1.5 s here; deployed it is 29 s)
     with slow_turns(dynamodb_endpoint, 3, LOCAL_INTEGRATION_TIMEOUT_SECONDS="1.5") as server:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with http_client(server.url, timeout=30) as client:
             response = say(client, user, "late", "hello")
             # Then API Gateway's 504, while the Lambda runs on and stores its turn
             # (AWS documents the status, INTEGRATION_TIMEOUT 504, not the body: the test reads the status)
@@ -158,7 +158,7 @@ def test_the_default_limits_are_the_deployed_ones():
 def test_a_route_past_its_throttle_gets_429_across_all_instances(make_dev, user, reliability):
     # Given `make dev`'s four instances and the deployed stage's throttle (rate 10/s, burst 20)
     started = time.monotonic()
-    with httpx.Client(base_url=make_dev.url, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+    with http_client(make_dev.url, timeout=30) as client, ThreadPoolExecutor(8) as pool:
         # When one route is asked 3 times its burst at once
         answers = list(pool.map(lambda _: client.get("/sessions", headers=as_user(user)), range(60)))
         elapsed = time.monotonic() - started
@@ -239,7 +239,7 @@ def test_an_erasure_cut_short_by_the_function_timeout_is_finished_by_its_retry(t
     seed_sessions(user, MANY_SESSIONS)
     stored = len(items_of(user))
     with local_server(dynamodb_endpoint, 2, LOCAL_FUNCTION_TIMEOUT_SECONDS="2") as server, \
-            httpx.Client(base_url=server.url, timeout=30) as client:
+            http_client(server.url, timeout=30) as client:
         # When the erasure is cut short, and retried as a client retries a 5xx
         answers = [erase(client, user)]
         while answers[-1] != 204 and len(answers) < MAX_ERASURE_ATTEMPTS:
@@ -277,7 +277,7 @@ def command_line(pid: int) -> str:
 @pytest.mark.slow
 def test_a_turn_no_worker_function_can_take_is_503_worker_unavailable(tables, dynamodb_endpoint, user, reliability):
     # Given `make dev`'s server whose worker function (Lambda's Invoke API, locally) is down
-    with local_server(dynamodb_endpoint, 1) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with local_server(dynamodb_endpoint, 1) as server, http_client(server.url, timeout=30) as client:
         service, _ = worker_function_processes(server)
         os.kill(service, signal.SIGKILL)
         # When a turn is sent asynchronously
@@ -295,7 +295,7 @@ def test_a_worker_that_dies_mid_turn_hands_the_turn_to_the_next(tables, dynamodb
     with SlowModelAPI(first_token_seconds=0.1) as model, local_server(
             dynamodb_endpoint, 1, LOCAL_WORKER_INSTANCES="1", AGENT_MODEL_PROVIDER="anthropic",
             ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=model.url) as server, \
-            httpx.Client(base_url=server.url, timeout=30) as client:
+            http_client(server.url, timeout=30) as client:
         model.script = [Text(LONG_ANSWER_TOKENS)]
         location = start(client, user).headers["Location"]
         poll_until(client, user, location, lambda view: view.get("reply"))

@@ -7,13 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from client import as_user, raw
+from client import as_user, raw, send_all
 from local.dynamodb import ROOT, free_port, listening_socket
 from local_stack import STACK_ENV, start_server, stop_server
 
@@ -74,12 +73,7 @@ def test_replies_are_utf8_not_escaped(api, user):
 
 def test_concurrent_turns_on_the_instances_are_all_answered(server_url, user):
     # Given more concurrent turns than one instance could hold
-    def turn(n):
-        return httpx.post(f"{server_url}/sessions/wide-{n}/messages", json={"message": f"m{n}"},
-                          headers=as_user(user), timeout=60)
-
-    with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(turn, range(8)))
+    responses = send_all(server_url, user, [(f"wide-{n}", f"m{n}") for n in range(8)])
     # Then every one is answered
     assert [r.status_code for r in responses] == [200] * 8
 

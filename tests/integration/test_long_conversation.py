@@ -6,12 +6,11 @@ import json
 import random
 import threading
 
-import httpx
 import pytest
 
 from agent.observability import logger
 from agent.providers import OfflineModel
-from client import as_user
+from client import as_user, http_client
 from local.dynamodb import free_port
 from local.server import Limits, make_server, turn_stream
 from memory.resilient import ResilientMemory
@@ -80,7 +79,7 @@ def checked_stack(handler, monkeypatch):
     server = make_server(handler.lambda_handler, free_port(), turn_stream(compactor.lambda_handler),
                          limits=Limits(throttling=None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=30) as client:
+    with http_client(f"http://127.0.0.1:{server.server_address[1]}", timeout=30) as client:
         yield client, model
     server.shutdown()
     server.server_close()

@@ -3,13 +3,12 @@ caps, the facts' share of the prompt, facts as inert data, bounded tool calls, a
 
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from agent.prompt import FACTS_OPEN, read_facts
 from agent.providers import ModelResponse
 from agent.turn import MAX_TOOL_CALLS_PER_ANSWER
-from client import as_user, say
+from client import as_user, http_client, say
 from fakes import ScriptedModel, text, tool_use
 from local_stack import LONG_TERM_TABLE
 from memory.client import dynamodb_client
@@ -74,7 +73,7 @@ def test_racing_puts_at_the_cap_land_one_and_lose_none(api, user, base_url, smal
 
         # When several new facts are PUT at once, with an overwrite of an existing one racing them
         def put(key):
-            with httpx.Client(base_url=base_url, timeout=30) as client:
+            with http_client(base_url, timeout=30) as client:
                 return key, client.put(f"/memory/{key}", json={"value": "w"}, headers=as_user(user))
 
         with ThreadPoolExecutor(RACERS + 1) as pool:

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from client import ASYNC, as_user, poll, send_all, start, stored_turns
+from client import ASYNC, as_user, http_client, poll, send_all, start, stored_turns
 from local_stack import LONG_TERM_TABLE, SESSIONS_TABLE, local_server
 from fakes import SlowModelAPI, Text
 from memory.client import dynamodb_client
@@ -169,7 +169,7 @@ def test_turns_beside_a_running_asynchronous_turn_are_all_stored(dynamodb_endpoi
         return Text(3000) if "long story" in json.dumps(body["messages"][-1]) else Text(5)
 
     with (slow_model_server(dynamodb_endpoint, answer, workers=8, pace=AT_ONCE) as (_, server),
-          httpx.Client(base_url=server.url, timeout=60) as client):
+          http_client(server.url, timeout=60) as client):
         location = streaming(client, user, "tell me a long story")
         # When 8 plain turns are sent into the same session meanwhile
         responses = send_all(server.url, user, [("s", f"beside {n}") for n in range(8)])
@@ -196,7 +196,7 @@ def test_erasing_a_user_while_16_writers_write_leaves_nothing(instances_url, use
 
     def write(kind: str, writer: int):
         message, headers = WRITERS[kind]
-        with httpx.Client(base_url=instances_url, timeout=60) as client:
+        with http_client(instances_url, timeout=60) as client:
             n = 0
             while not stop.is_set():
                 extra = {name: value.format(writer=writer, n=n) for name, value in headers.items()}
@@ -235,7 +235,7 @@ def test_erasing_a_user_never_gives_up_under_their_own_steady_turns(instances_ur
     stop, made = threading.Event(), []
 
     def loop(n: int):
-        with httpx.Client(base_url=instances_url, timeout=60) as client:
+        with http_client(instances_url, timeout=60) as client:
             while not stop.is_set():
                 made.append(outcome(client.post(f"/sessions/steady-{n}/messages", json={"message": "again"},
                                                 headers=as_user(user))))
@@ -245,7 +245,7 @@ def test_erasing_a_user_never_gives_up_under_their_own_steady_turns(instances_ur
         looper.start()
     try:
         # When DELETE /me is sent 10 times meanwhile
-        with httpx.Client(base_url=instances_url, timeout=GIVE_UP_SECONDS) as client:
+        with http_client(instances_url, timeout=GIVE_UP_SECONDS) as client:
             time.sleep(0.5)
             deletes = collections.Counter(client.delete("/me", headers=as_user(user)).status_code for _ in range(10))
     finally:
@@ -259,7 +259,7 @@ def test_erasing_a_user_never_gives_up_under_their_own_steady_turns(instances_ur
 def test_erasing_a_session_stops_its_streaming_asynchronous_turn_and_leaves_nothing(dynamodb_endpoint, user):
     # Given an asynchronous turn whose model is streaming an 8-second answer at a real model's pace
     with (slow_model_server(dynamodb_endpoint, lambda _: Text(LONG_ANSWER_TOKENS), workers=2, pace={}) as (model, server),
-          httpx.Client(base_url=server.url, timeout=60) as client):
+          http_client(server.url, timeout=60) as client):
         streaming(client, user, "tell me a long story")
         # When its session is deleted
         asked = time.monotonic()
