@@ -20,7 +20,7 @@ def api_problems(messages: list[dict]) -> list[str]:
         seen_ids |= calls
         results = {b["tool_use_id"] for b in blocks if b.get("type") == "tool_result"}
         before = messages[index - 1]["content"] if index else []
-        asked = {b["id"] for b in before if isinstance(before, list) and b.get("type") == "tool_use"}
+        asked = {b["id"] for b in before if b.get("type") == "tool_use"} if isinstance(before, list) else set()
         if message["role"] == "user" and results != asked:
             problems.append(f"message {index} does not answer exactly the tool_use blocks before it")
         if message["role"] == "assistant" and calls and index == len(messages) - 1:

@@ -66,7 +66,8 @@ class OfflineModel:
             if block["type"] == "text":
                 yield {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
                 for start in range(0, len(block["text"]), CHARS_PER_TOKEN):
-                    time.sleep(self._pause)
+                    if self._pause:  # sleep(0) would still hand the GIL over at every token
+                        time.sleep(self._pause)
                     yield {"type": "content_block_delta", "index": index,
                            "delta": {"type": "text_delta", "text": block["text"][start:start + CHARS_PER_TOKEN]}}
             else:
