@@ -54,8 +54,9 @@ chat: $(SERVE_STAMP)  ## terminal chat with the local server (or ENDPOINT=... TO
 	$(PY) -m local.chat
 
 # The tests spread over this many processes (pytest-xdist), each with its own DynamoDB Local and local
-# server on free ports. One more than the 2 cores: some tests wait out deadlines while others compute
-# (measured on 2 cores: 2 processes 418 s, 3 about 300 s, 4 as long as 3 for more CPU).
+# server on free ports. One more than the 2 cores: the tests that wait out a clock share one process
+# while two compute (tests/conftest.py). Measured on 2 cores, one commit: 2 processes 264 s, 3 236 s,
+# 4 242 s for 10% more CPU.
 TEST_WORKERS ?= 3
 XDIST := -n $(TEST_WORKERS) --dist loadgroup
 # The tests start many Python processes (xdist workers, local servers, their instances): each reuses
