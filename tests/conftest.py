@@ -33,7 +33,8 @@ def pytest_collection_modifyitems(items):
     in this order: the `slow` ones first, so none of them starts last and runs on alone. The infra
     tests stay together in one worker, so the CDK app is synthesized once per configuration, not
     once per worker. The tests that wait out a clock (`waits`) share one worker: spread over all of
-    them, two such waits at once left a core idle (a quarter of the run at 50-90% idle, measured).
+    them, two such waits at once left a core idle (measured: the cores 50-90% idle for a minute of a
+    275 s run).
     The other slow tests of one module share one worker, so its module-scoped fixtures (a fleet of
     instances, a seeded history) are built once, and two workers never run the same heavy module at
     the same time."""
