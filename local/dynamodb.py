@@ -96,10 +96,10 @@ def embedded_dynamodb(*, port: int, data_dir: Path | None):
         # A file, not a pipe: nobody reads a pipe once it is up, and a full pipe would block Java.
         errors = tempfile.TemporaryFile()
         # The JIT's first tier only and one GC thread: DynamoDB Local's work is mostly in SQLite (native
-        # code), and a local run is too short to repay the optimizing compiler's CPU (500 turns: 14 CPU-s
-        # of Java with the first tier only, 23 with both). No telemetry: DynamoDB Local sends usage
-        # metrics by default, which a local run of this project neither asks for nor tells its user
-        # about (and they cost CPU: 500 turns, 11-12 CPU-s of Java without them):
+        # code), and a local run is too short to repay the optimizing compiler's CPU (500 turns, with
+        # telemetry: 13-15 CPU-s of Java with the first tier only, 23 with both). No telemetry: DynamoDB
+        # Local sends usage metrics by default, which a local run of this project neither asks for nor
+        # tells its user about (and they cost CPU: the same 500 turns, 11-12 CPU-s without them):
         # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/DynamoDBLocalTelemetry.html
         process = subprocess.Popen(
             ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",

@@ -3,7 +3,7 @@
 
 def api_problems(messages: list[dict]) -> list[str]:
     """Every rule the prompt breaks; written apart from memory.window, which it checks."""
-    problems, seen_ids = [], set()
+    problems, seen_ids, asked = [], set(), set()  # asked: the tool_use ids of the message before
     if not messages or messages[0]["role"] != "user":
         problems.append("the prompt does not start with a user message")
     if messages and messages[-1]["role"] != "user":
@@ -19,10 +19,9 @@ def api_problems(messages: list[dict]) -> list[str]:
             problems.append(f"message {index} reuses a tool_use id")
         seen_ids |= calls
         results = {b["tool_use_id"] for b in blocks if b.get("type") == "tool_result"}
-        before = messages[index - 1]["content"] if index else []
-        asked = {b["id"] for b in before if b.get("type") == "tool_use"} if isinstance(before, list) else set()
         if message["role"] == "user" and results != asked:
             problems.append(f"message {index} does not answer exactly the tool_use blocks before it")
         if message["role"] == "assistant" and calls and index == len(messages) - 1:
             problems.append("a tool_use is left unanswered")
+        asked = calls
     return problems

@@ -25,7 +25,6 @@ from memory.registry import ERASING, Registry, generation_of, mark_of
 
 pytestmark = pytest.mark.slow
 
-
 INSTANCES = 16
 ERASED = "409 session_erased"  # a turn that raced the erasure of its session or user
 # How long the writers of a race write before the delete; how long erasure may take to settle after.
